@@ -1,0 +1,679 @@
+// The context tree: creation, cancellation and its propagation, teardown.
+//
+// Invariants (cited as [In] below):
+//  1. A node's state word (detail/node.hpp) holds a spin lock (kLocked). It guards
+//     the node's child list, its callback list, and the sibling links and
+//     kLinked flag of every child linked under it. No thread ever holds two node
+//     locks at once, and no lock is held while user code runs or while the
+//     timer or executor mutex is taken: so no lock order exists to violate.
+//  2. Every bit but kLocked is changed either under the lock or by a CAS that
+//     sees the lock free; the unlock store can therefore write the whole word.
+//  3. kDone is set once, under the lock, by the "winner"; err bits and the cause
+//     (cause_hops_, and the node's cause slot) are written before that release
+//     store, so any thread that sees kDone (acquire) sees them.
+//  4. A child, a scoped callback and an awaiter each hold a reference on the node
+//     they are registered with; so a node whose count reaches zero has no child
+//     and no such registration, and nobody can add one. Registrations that hold
+//     no reference (after_func, the node's own fd/stop_token listeners) are
+//     "orphaned" when the node is freed.
+//  5. Registration (child or callback) checks kDone under the node's lock, and
+//     the winner empties the lists only after publishing kDone under that lock:
+//     a registration either sees kDone (and ends / runs inline) or is seen by
+//     the winner. Nothing is lost, nothing runs twice.
+//  6. Propagation is iterative (an explicit stack threaded through the popped
+//     children's sibling links, which the popper owns once kLinked is cleared),
+//     so depth 10^5 needs no deep recursion. Children are popped in batches, so
+//     no lock is held for a whole fan-out. A child that someone else ended first
+//     is waited for (kPropagated) only at the very end and only by a thread that
+//     is not inside a callback: waits point strictly down the tree, and callback
+//     code never waits, so waiting cannot form a cycle.
+//  7. A popped child is used only after try_add_ref succeeded under the parent's
+//     lock: a child whose count is already zero is being freed by a thread that
+//     will unlink it under that same lock, and has nothing to propagate to [4].
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <thread>
+
+#include <unistd.h>
+
+#include "tree.hpp"
+
+namespace ctxpp {
+namespace detail {
+
+thread_local int tls_firing_depth = 0;
+
+namespace {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Spins briefly, then yields: lock holders never run user code [1], so holds
+// are short, but the holder may be preempted.
+inline void backoff(int& spins) noexcept {
+  if (++spins < 64) {
+    cpu_relax();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+std::uint32_t lock(SignalNode* node) noexcept {
+  // Acquire on success: the critical section must see what the previous holder
+  // wrote before its release store in unlock().
+  std::uint32_t state = node->state_.load(std::memory_order_relaxed);
+  int spins = 0;
+  for (;;) {
+    if ((state & kLocked) == 0U) {
+      if (node->state_.compare_exchange_weak(state, state | kLocked, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+        return state | kLocked;
+      }
+      continue;
+    }
+    backoff(spins);
+    state = node->state_.load(std::memory_order_relaxed);
+  }
+}
+
+std::uint32_t set_bits(SignalNode* node, std::uint32_t bits) noexcept {
+  // acq_rel: the bit publishes the setter's prior writes (kPropagated means
+  // "the subtree is done") and orders the setter after the last lock holder.
+  std::uint32_t state = node->state_.load(std::memory_order_relaxed);
+  int spins = 0;
+  for (;;) {
+    if ((state & kLocked) == 0U) {
+      if (node->state_.compare_exchange_weak(state, state | bits, std::memory_order_acq_rel,
+                                             std::memory_order_relaxed)) {
+        return state;
+      }
+      continue;
+    }
+    backoff(spins);
+    state = node->state_.load(std::memory_order_relaxed);
+  }
+}
+
+std::error_code* cause_slot(SignalNode* node) noexcept {
+  switch (node->kind_) {
+    case NodeKind::cancel_cause:
+      return &static_cast<CauseNode*>(node)->cause_;
+    case NodeKind::timer:
+      return &static_cast<TimerNode*>(node)->cause_;
+    case NodeKind::merge:
+      return &static_cast<MergeNode*>(node)->cause_;
+    default:
+      return nullptr;
+  }
+}
+
+namespace {
+
+inline SignalNode* signal_parent(const SignalNode* node) noexcept {
+  return signal_of(node->parent_);
+}
+
+inline std::uint32_t child_hops(std::uint32_t hops) noexcept {
+  return hops == kNoCause ? kNoCause : hops + 1;
+}
+
+inline std::uint32_t err_bits(errc err) noexcept {
+  return static_cast<std::uint32_t>(err) << kErrShift;
+}
+
+inline errc err_of(std::uint32_t state) noexcept {
+  return static_cast<errc>((state & kErrMask) >> kErrShift);
+}
+
+// Ends node if nobody has [3]. cause != nullptr stores an explicit cause
+// (hops must be 0 then). True if this call won.
+bool publish(SignalNode* node, errc err, std::uint32_t hops,
+             const std::error_code* cause) noexcept {
+  std::uint32_t state = lock(node);
+  if ((state & kDone) != 0U) {
+    unlock(node, state);
+    return false;
+  }
+  if (cause != nullptr) *cause_slot(node) = *cause;
+  node->cause_hops_ = hops;
+  std::uint32_t next = state | kDone | err_bits(err);
+  // A node with nothing registered has nothing to propagate, and nothing can be
+  // registered once kDone is visible [5]: publish kPropagated with it.
+  if (node->children_ == nullptr && node->callbacks_ == nullptr) next |= kPropagated;
+  unlock(node, next);
+  if ((state & kWaiters) != 0U) futex_wake_all(&node->state_);
+  return true;
+}
+
+// Unlinks child from the list of parent. Caller holds parent's lock [1].
+inline void unlink_child(SignalNode* parent, SignalNode* child) noexcept {
+  if (child->prev_sibling_ != nullptr) {
+    child->prev_sibling_->next_sibling_ = child->next_sibling_;
+  } else {
+    parent->children_ = child->next_sibling_;
+  }
+  if (child->next_sibling_ != nullptr) child->next_sibling_->prev_sibling_ = child->prev_sibling_;
+  child->prev_sibling_ = nullptr;
+  child->next_sibling_ = nullptr;
+  const auto flags = child->flags_.load(std::memory_order_relaxed);
+  child->flags_.store(static_cast<std::uint8_t>(flags & ~kLinked), std::memory_order_release);
+}
+
+// Removes node from its parent's child list if it is still there.
+void detach_from_parent(SignalNode* node) noexcept {
+  SignalNode* parent = signal_parent(node);
+  if (parent == nullptr) return;
+  const std::uint32_t state = lock(parent);
+  if ((node->flags_.load(std::memory_order_relaxed) & kLinked) != 0U) unlink_child(parent, node);
+  unlock(parent, state);
+}
+
+// Kind-specific work once a node is done: release the timer entry at once,
+// stop listening on a merge's other context.
+void finish_kind(SignalNode* node) noexcept {
+  if (node->kind_ == NodeKind::timer) {
+    timer_remove(static_cast<TimerNode*>(node));
+  } else if (node->kind_ == NodeKind::merge) {
+    auto* merge = static_cast<MergeNode*>(node);
+    if (SignalNode* other = merge->other_; other != nullptr) {
+      deregister_callback(other, &merge->listener_);
+      merge->other_ = nullptr;
+      release(other);
+    }
+  }
+}
+
+struct Propagation {
+  errc err;
+  SignalNode* stack = nullptr;     // nodes we ended, to expand, linked by next_sibling_
+  SignalNode* deferred = nullptr;  // children someone else ended, still propagating
+
+  static void push(SignalNode*& list, SignalNode* node) noexcept {
+    node->next_sibling_ = list;
+    list = node;
+  }
+};
+
+inline constexpr std::uint8_t kExpanded = 1U << 1U;  // flags_: owned by the propagator
+
+// Ends the children of node (done, ended by us) and fires its callbacks, with
+// the lock released around each user call [1]. Children we end that have
+// anything below them are pushed for expansion [6]. Returns true if it pushed
+// any (kPropagated must then wait for them); otherwise it has published
+// kPropagated itself, in the same critical section that found the lists empty.
+// TRICKY: a callback may deregister itself (same thread: flagged through
+// `removed`; the registration may be gone when it returns) or be deregistered
+// by another thread (which then waits for mark_callback_done).
+bool expand(SignalNode* node, Propagation& work) noexcept {
+  const std::uint32_t hops = child_hops(node->cause_hops_);
+  constexpr std::size_t kBatch = 32;
+  std::array<SignalNode*, kBatch> batch{};
+  bool pushed = false;
+  for (;;) {
+    std::size_t count = 0;
+    const std::uint32_t state = lock(node);
+    while (count < kBatch && node->children_ != nullptr) {
+      SignalNode* child = node->children_;
+      unlink_child(node, child);
+      if (try_add_ref(child)) batch[count++] = child;  // [7]
+    }
+    CallbackBase* callback = node->callbacks_;
+    bool removed = false;
+    if (callback != nullptr) {
+      node->callbacks_ = callback->next_;
+      if (callback->next_ != nullptr) callback->next_->prev_ = nullptr;
+      callback->next_ = nullptr;
+      callback->linked_ = false;
+      callback->popped_ = true;
+      callback->removed_during_fire_ = &removed;
+      callback->firing_thread_ = std::this_thread::get_id();
+    } else if (count == 0) {
+      if (pushed) {
+        unlock(node, state);
+        return true;
+      }
+      unlock(node, state | kPropagated);
+      if ((state & kWaiters) != 0U) futex_wake_all(&node->state_);
+      return false;
+    }
+    unlock(node, state);
+
+    for (std::size_t i = 0; i < count; ++i) {
+      SignalNode* child = batch[i];
+      if (!publish(child, work.err, hops, nullptr)) {
+        // Someone else ended it first: wait for it at the end, if at all [6].
+        if ((child->state_.load(std::memory_order_acquire) & kPropagated) != 0U) {
+          release(child);
+        } else {
+          Propagation::push(work.deferred, child);
+        }
+      } else if ((child->state_.load(std::memory_order_relaxed) & kPropagated) != 0U) {
+        finish_kind(child);  // a leaf: nothing below it to expand
+        release(child);
+      } else {
+        Propagation::push(work.stack, child);
+        pushed = true;
+      }
+    }
+    if (callback != nullptr) {
+      ++tls_firing_depth;
+      callback->fire_(callback);
+      --tls_firing_depth;
+      if (!removed) mark_callback_done(callback);
+    }
+  }
+}
+
+void mark_propagated(SignalNode* node) noexcept {
+  const std::uint32_t before = set_bits(node, kPropagated);
+  if ((before & kWaiters) != 0U) futex_wake_all(&node->state_);
+}
+
+// Propagates from root, which this thread just ended [3]. Post-order: a node is
+// marked kPropagated after every node pushed above it is finished.
+void propagate(SignalNode* root, errc err) noexcept {
+  Propagation work{err};
+  if ((root->state_.load(std::memory_order_acquire) & kPropagated) == 0U) {
+    const bool root_waits = expand(root, work);
+    while (work.stack != nullptr) {
+      SignalNode* node = work.stack;
+      const auto flags = node->flags_.load(std::memory_order_relaxed);
+      if ((flags & kExpanded) == 0U) {
+        node->flags_.store(static_cast<std::uint8_t>(flags | kExpanded), std::memory_order_relaxed);
+        if (expand(node, work)) continue;  // its children are above it now
+      } else {
+        mark_propagated(node);  // every child pushed above it is finished
+      }
+      work.stack = node->next_sibling_;
+      node->next_sibling_ = nullptr;
+      finish_kind(node);
+      release(node);
+    }
+    if (root_waits) mark_propagated(root);
+  }
+  finish_kind(root);
+  while (work.deferred != nullptr) {
+    SignalNode* node = work.deferred;
+    work.deferred = node->next_sibling_;
+    node->next_sibling_ = nullptr;
+    if (tls_firing_depth == 0) wait_state(node, kPropagated, nullptr);
+    release(node);
+  }
+}
+
+void free_node(NodeBase* node) noexcept {
+  switch (node->kind_) {
+    case NodeKind::todo:
+      return;  // static, never freed (its count never reaches zero in practice)
+    case NodeKind::value: {
+      auto* value = static_cast<ValueNodeBase*>(node);
+      value->destroy_(value);
+      return;
+    }
+    case NodeKind::detached:
+      delete static_cast<DetachedNode*>(node);
+      return;
+    case NodeKind::cancel:
+      delete static_cast<SignalNode*>(node);
+      return;
+    case NodeKind::cancel_cause:
+      delete static_cast<CauseNode*>(node);
+      return;
+    case NodeKind::timer:
+      delete static_cast<TimerNode*>(node);
+      return;
+    case NodeKind::merge:
+      delete static_cast<MergeNode*>(node);
+      return;
+    case NodeKind::stop_token:
+      delete static_cast<StopTokenNode*>(node);
+      return;
+  }
+}
+
+// Tears down a signal node whose count reached zero [4].
+void retire_signal(SignalNode* node) noexcept {
+  if (node->kind_ == NodeKind::stop_token) {
+    // First: destroying the std::stop_callback waits for a request_stop() that
+    // is running it on another thread, so nothing forwards into us afterwards.
+    static_cast<StopTokenNode*>(node)->callback_.reset();
+  } else if (node->kind_ == NodeKind::merge) {
+    auto* merge = static_cast<MergeNode*>(node);
+    if (SignalNode* other = merge->other_; other != nullptr) {
+      deregister_callback(other, &merge->listener_);  // waits for a running fire
+      if (merge->other_ != nullptr) {                 // the fire (if any) did not release it
+        merge->other_ = nullptr;
+        release(other);
+      }
+    }
+  } else if (node->kind_ == NodeKind::timer &&
+             (node->state_.load(std::memory_order_acquire) & kDone) == 0U) {
+    // A done timer node already left the heap in finish_kind (or timer_add).
+    timer_remove(static_cast<TimerNode*>(node));
+  }
+  // Once unlinked, a node is never linked again: a clear flag (acquire, pairs
+  // with the release in unlink_child) means the parent is done with us.
+  if ((node->flags_.load(std::memory_order_acquire) & kLinked) != 0U) detach_from_parent(node);
+  // Only reference-free registrations can remain [4]: orphan them. The lock is
+  // still needed: AfterFuncHandle::stop() may be unlinking one right now. A
+  // propagated node fired all of its registrations and takes no new ones.
+  const bool propagated = (node->state_.load(std::memory_order_acquire) & kPropagated) != 0U;
+  while (!propagated) {
+    const std::uint32_t state = lock(node);
+    CallbackBase* callback = node->callbacks_;
+    if (callback != nullptr) {
+      node->callbacks_ = callback->next_;
+      if (callback->next_ != nullptr) callback->next_->prev_ = nullptr;
+      callback->linked_ = false;
+      callback->next_ = nullptr;
+      callback->prev_ = nullptr;
+    }
+    unlock(node, state);
+    if (callback == nullptr) break;
+    if (callback->orphan_ != nullptr) callback->orphan_(callback);
+  }
+  if (Extras* extras = node->extras_.load(std::memory_order_acquire)) destroy_extras(extras);
+}
+
+}  // namespace
+
+void destroy_chain(NodeBase* node) noexcept {
+  // Iterative: releasing a deep chain must not recurse [6].
+  while (node != nullptr) {
+    NodeBase* parent = node->parent_;
+    if (node->kind_ != NodeKind::value && node->kind_ != NodeKind::detached &&
+        node->kind_ != NodeKind::todo) {
+      retire_signal(static_cast<SignalNode*>(node));
+    }
+    free_node(node);
+    if (parent == nullptr || parent->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    node = parent;
+  }
+}
+
+bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
+                 const std::error_code* cause) noexcept {
+  if (!publish(node, err, hops, cause)) {
+    // Lost the race. Like Go, return only once the winner has finished the
+    // subtree, unless we are inside a callback (the winner may be our caller) [6].
+    if (tls_firing_depth == 0) wait_state(node, kPropagated, nullptr);
+    return false;
+  }
+  propagate(node, err);
+  detach_from_parent(node);
+  return true;
+}
+
+// Links child under parent, or ends it at once if parent is done [5].
+// child is not yet visible to any other thread.
+void attach(SignalNode* parent, SignalNode* child) noexcept {
+  if (parent == nullptr) return;
+  std::uint32_t state = lock(parent);
+  if ((state & kDone) == 0U) {
+    child->next_sibling_ = parent->children_;
+    if (parent->children_ != nullptr) parent->children_->prev_sibling_ = child;
+    parent->children_ = child;
+    child->flags_.store(kLinked, std::memory_order_relaxed);
+    unlock(parent, state);
+    return;
+  }
+  unlock(parent, state);
+  // Not shared yet: no lock needed on child. The release store still orders
+  // cause_hops_ before kDone for later readers on other threads.
+  child->cause_hops_ = child_hops(parent->cause_hops_);
+  child->state_.store(kDone | kPropagated | (state & kErrMask), std::memory_order_release);
+}
+
+std::error_code cause_of(SignalNode* node) noexcept {
+  const std::uint32_t state = node->state_.load(std::memory_order_acquire);
+  if ((state & kDone) == 0U) return {};
+  std::uint32_t hops = node->cause_hops_;
+  if (hops == kNoCause) return make_error_code(err_of(state));
+  SignalNode* holder = node;
+  for (; hops > 0 && holder != nullptr; --hops) holder = signal_parent(holder);
+  const std::error_code* slot = holder != nullptr ? cause_slot(holder) : nullptr;
+  return slot != nullptr ? *slot : make_error_code(err_of(state));
+}
+
+bool register_callback(SignalNode* node, CallbackBase* callback) noexcept {
+  if ((node->state_.load(std::memory_order_acquire) & kDone) != 0U) return false;
+  const std::uint32_t state = lock(node);
+  if ((state & kDone) != 0U) {
+    unlock(node, state);
+    return false;
+  }
+  callback->prev_ = nullptr;
+  callback->next_ = node->callbacks_;
+  if (node->callbacks_ != nullptr) node->callbacks_->prev_ = callback;
+  node->callbacks_ = callback;
+  callback->linked_ = true;
+  callback->popped_ = false;
+  unlock(node, state);
+  return true;
+}
+
+namespace {
+// Unlinks callback if linked. Caller holds node's lock [1].
+bool unlink_callback_locked(SignalNode* node, CallbackBase* callback) noexcept {
+  if (!callback->linked_) return false;
+  if (callback->prev_ != nullptr) {
+    callback->prev_->next_ = callback->next_;
+  } else {
+    node->callbacks_ = callback->next_;
+  }
+  if (callback->next_ != nullptr) callback->next_->prev_ = callback->prev_;
+  callback->linked_ = false;
+  callback->prev_ = nullptr;
+  callback->next_ = nullptr;
+  return true;
+}
+}  // namespace
+
+bool unlink_callback(SignalNode* node, CallbackBase* callback) noexcept {
+  const std::uint32_t state = lock(node);
+  const bool unlinked = unlink_callback_locked(node, callback);
+  unlock(node, state);
+  return unlinked;
+}
+
+void deregister_callback(SignalNode* node, CallbackBase* callback) noexcept {
+  const std::uint32_t state = lock(node);
+  if (unlink_callback_locked(node, callback)) {
+    unlock(node, state);
+    return;
+  }
+  const bool popped = callback->popped_;
+  const bool on_this_thread = callback->firing_thread_ == std::this_thread::get_id();
+  unlock(node, state);
+  if (!popped) return;  // never linked (ran inline) or already orphaned
+  if (callback->completed_.load(std::memory_order_acquire) != kCallbackRunning) return;
+  if (on_this_thread) {
+    // TRICKY: called from inside the callback itself: it cannot finish while we
+    // wait. Tell the canceller not to touch the registration afterwards.
+    *callback->removed_during_fire_ = true;
+    return;
+  }
+  wait_callback_done(callback);
+}
+
+namespace {
+// The static node behind todo(): a count no program reaches keeps it from ever
+// being freed.
+NodeBase& todo_node() noexcept {
+  static NodeBase node(NodeKind::todo);
+  static const bool initialised = [] {
+    node.refs_.store(1U << 30U, std::memory_order_relaxed);
+    return true;
+  }();
+  (void)initialised;
+  return node;
+}
+
+// now + d without overflow: clamps to time_point::max() / min().
+clock::time_point saturating_add(clock::time_point now, clock::duration d) noexcept {
+  clock::rep sum = 0;
+  if (__builtin_add_overflow(now.time_since_epoch().count(), d.count(), &sum)) {
+    return d.count() > 0 ? clock::time_point::max() : clock::time_point::min();
+  }
+  return clock::time_point(clock::duration(sum));
+}
+
+WithCancel<Context, CancelFunc> make_timer(const Context& parent, clock::time_point d,
+                                           const std::error_code* cause) {
+  const std::optional<clock::time_point> parent_deadline = parent.deadline();
+  if (parent_deadline.has_value() && *parent_deadline <= d) {
+    return with_cancel(parent);  // never extends the parent's deadline (Go)
+  }
+  auto* node = new_child_for_pair<TimerNode>(parent);
+  node->deadline_ = d;
+  if (cause != nullptr && *cause) node->cause_ = *cause;
+  attach(Access::signal(parent), node);
+  WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};
+  if ((node->state_.load(std::memory_order_acquire) & kDone) == 0U) {
+    if (d <= clock::now()) {
+      cancel_node(node, errc::deadline_exceeded, node->cause_ ? 0 : kNoCause, nullptr);
+    } else if (d != clock::time_point::max()) {
+      timer_add(node);
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+std::size_t child_count(const Context& ctx) noexcept {
+  SignalNode* node = Access::signal(ctx);
+  if (node == nullptr) return 0;
+  const std::uint32_t state = lock(node);
+  std::size_t count = 0;
+  for (SignalNode* child = node->children_; child != nullptr; child = child->next_sibling_) ++count;
+  unlock(node, state);
+  return count;
+}
+
+void StopForward::operator()() const noexcept {
+  cancel_node(node, errc::canceled, kNoCause, nullptr);
+}
+
+}  // namespace detail
+
+using detail::Access;
+
+Context background() noexcept { return {}; }
+
+Context todo() noexcept {
+  detail::NodeBase& node = detail::todo_node();
+  detail::add_ref(&node);
+  return Access::adopt(&node, nullptr);
+}
+
+std::error_code Context::cause() const noexcept {
+  return signal_ == nullptr ? std::error_code{} : detail::cause_of(signal_);
+}
+
+std::optional<clock::time_point> Context::deadline() const noexcept {
+  for (detail::SignalNode* node = signal_; node != nullptr;
+       node = detail::signal_of(node->parent_)) {
+    if (node->kind_ == detail::NodeKind::timer) {
+      return static_cast<detail::TimerNode*>(node)->deadline_;
+    }
+    if (node->kind_ == detail::NodeKind::merge) {
+      return static_cast<detail::MergeNode*>(node)->deadline_;
+    }
+  }
+  return std::nullopt;
+}
+
+bool CancelFunc::cancel() const noexcept {
+  return node_ != nullptr && detail::cancel_node(node_, errc::canceled, detail::kNoCause, nullptr);
+}
+
+bool CancelCauseFunc::cancel(std::error_code cause) const noexcept {
+  if (node_ == nullptr) return false;
+  if (!cause) cause = make_error_code(errc::canceled);
+  return detail::cancel_node(node_, errc::canceled, 0, &cause);
+}
+
+WithCancel<Context, CancelFunc> with_cancel(const Context& parent) {
+  auto* node = detail::new_child_for_pair<detail::SignalNode>(parent);
+  detail::attach(Access::signal(parent), node);
+  return {Access::adopt(node, node), Access::adopt_cancel(node)};
+}
+
+WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent) {
+  auto* node = detail::new_child_for_pair<detail::CauseNode>(parent);
+  detail::attach(Access::signal(parent), node);
+  return {Access::adopt(node, node), Access::adopt_cancel_cause(node)};
+}
+
+WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d) {
+  return detail::make_timer(parent, d, nullptr);
+}
+
+WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d) {
+  return detail::make_timer(parent, detail::saturating_add(clock::now(), d), nullptr);
+}
+
+WithCancel<Context, CancelFunc> with_deadline_cause(const Context& parent, clock::time_point d,
+                                                    std::error_code cause) {
+  return detail::make_timer(parent, d, &cause);
+}
+
+WithCancel<Context, CancelFunc> with_timeout_cause(const Context& parent, clock::duration d,
+                                                   std::error_code cause) {
+  return detail::make_timer(parent, detail::saturating_add(clock::now(), d), &cause);
+}
+
+Context without_cancel(const Context& parent) {
+  auto* node = detail::new_child<detail::DetachedNode>(parent);
+  return Access::adopt(node, nullptr);
+}
+
+namespace detail {
+namespace {
+void merge_fire(CallbackBase* base) noexcept {
+  MergeNode* merge = static_cast<MergeListener*>(base)->owner_;
+  SignalNode* other = merge->other_;
+  const std::uint32_t state = other->state_.load(std::memory_order_acquire);
+  const std::error_code cause = cause_of(other);
+  cancel_node(merge, err_of(state), 0, &cause);
+}
+}  // namespace
+}  // namespace detail
+
+WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other) {
+  auto* node = detail::new_child_for_pair<detail::MergeNode>(primary);
+  const std::optional<clock::time_point> a = primary.deadline();
+  const std::optional<clock::time_point> b = other.deadline();
+  if (a && b) {
+    node->deadline_ = std::min(*a, *b);
+  } else {
+    node->deadline_ = a ? a : b;
+  }
+  node->listener_.owner_ = node;
+  node->listener_.fire_ = &detail::merge_fire;
+  detail::attach(Access::signal(primary), node);
+  WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};
+  detail::SignalNode* other_signal = Access::signal(other);
+  if (other_signal == nullptr || result.ctx.done()) return result;
+  // Registered only once the node is fully built and linked (a fire may come at
+  // once from another thread).
+  detail::add_ref(other_signal);
+  node->other_ = other_signal;
+  if (!detail::register_callback(other_signal, &node->listener_)) {
+    // other already ended: end the merge with other's outcome.
+    detail::merge_fire(&node->listener_);
+  }
+  return result;
+}
+
+}  // namespace ctxpp
