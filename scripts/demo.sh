@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The demo command: installs the Debian packages, builds the release preset and runs
-# the demo program (the basic example until the reference gateway exists).
+# the demo program (the client-disconnect example until the reference gateway exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEMO_TARGET=ctxpp-example-basic
-DEMO_BINARY=build/release/examples/ctxpp-example-basic
+DEMO_TARGET=ctxpp-example-disconnect
+DEMO_BINARY=build/release/examples/ctxpp-example-disconnect
 
 [[ "${CTXPP_SKIP_DEPS:-0}" == "1" ]] || scripts/install-deps.sh
 cmake --preset release
