@@ -102,7 +102,14 @@ struct AfterFuncState {
     // TRICKY: schedule() may free the state; tell the canceller not to touch
     // the registration after we return (nobody waits on its completion).
     *callback->removed_during_fire_ = true;
-    from(callback)->schedule();
+    AfterFuncState* self = from(callback);
+    {
+      // The node is alive now (its canceller holds it) but may be freed once we
+      // return: a racing stop() must not unlink from it any more.
+      std::lock_guard lock(self->mutex);
+      self->node = nullptr;
+    }
+    self->schedule();
   }
 
   // The node is being freed with the registration linked: f can never run.

@@ -67,7 +67,7 @@ inline void backoff(int& spins) noexcept {
 
 }  // namespace
 
-std::uint32_t lock(SignalNode* node) noexcept {
+std::uint32_t lock(SignalNode* node, bool* contended) noexcept {
   // Acquire on success: the critical section must see what the previous holder
   // wrote before its release store in unlock().
   std::uint32_t state = node->state_.load(std::memory_order_relaxed);
@@ -80,6 +80,7 @@ std::uint32_t lock(SignalNode* node) noexcept {
       }
       continue;
     }
+    if (contended != nullptr) *contended = true;
     backoff(spins);
     state = node->state_.load(std::memory_order_relaxed);
   }
@@ -147,19 +148,23 @@ bool publish(SignalNode* node, errc err, std::uint32_t hops,
   node->cause_hops_ = hops;
   std::uint32_t next = state | kDone | err_bits(err);
   // A node with nothing registered has nothing to propagate, and nothing can be
-  // registered once kDone is visible [5]: publish kPropagated with it.
-  if (node->children_ == nullptr && node->callbacks_ == nullptr) next |= kPropagated;
+  // registered once kDone is visible [5]: publish kPropagated with it. (Children in
+  // shards are not visible under this lock: a sharded node always propagates.)
+  if (node->children_ == nullptr && node->callbacks_ == nullptr && shards_of(node) == nullptr) {
+    next |= kPropagated;
+  }
   unlock(node, next);
   if ((state & kWaiters) != 0U) futex_wake_all(&node->state_);
   return true;
 }
 
-// Unlinks child from the list of parent. Caller holds parent's lock [1].
-inline void unlink_child(SignalNode* parent, SignalNode* child) noexcept {
+// Unlinks child from the list whose head is `head`. Caller holds that list's lock
+// (the parent's, or the shard's) [1].
+inline void unlink_child(SignalNode*& head, SignalNode* child) noexcept {
   if (child->prev_sibling_ != nullptr) {
     child->prev_sibling_->next_sibling_ = child->next_sibling_;
   } else {
-    parent->children_ = child->next_sibling_;
+    head = child->next_sibling_;
   }
   if (child->next_sibling_ != nullptr) child->next_sibling_->prev_sibling_ = child->prev_sibling_;
   child->prev_sibling_ = nullptr;
@@ -168,13 +173,54 @@ inline void unlink_child(SignalNode* parent, SignalNode* child) noexcept {
   child->flags_.store(static_cast<std::uint8_t>(flags & ~kLinked), std::memory_order_release);
 }
 
+// The spin lock of a shard: the same protocol as a node's lock, kLocked only.
+void lock_shard(ChildShard& shard) noexcept {
+  int spins = 0;
+  for (;;) {
+    std::uint32_t free = 0;
+    if (shard.lock.compare_exchange_weak(free, kLocked, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+      return;
+    }
+    backoff(spins);
+  }
+}
+inline void unlock_shard(ChildShard& shard) noexcept {
+  shard.lock.store(0, std::memory_order_release);
+}
+
 // Removes node from its parent's child list if it is still there.
 void detach_from_parent(SignalNode* node) noexcept {
   SignalNode* parent = signal_parent(node);
   if (parent == nullptr) return;
+  if (node->parent_list_ != 0) {
+    // Linked in a shard: the shard array outlives every child linked in it.
+    ChildShard& shard = shards_of(parent)->shard[node->parent_list_ - 1U];
+    lock_shard(shard);
+    if ((node->flags_.load(std::memory_order_relaxed) & kLinked) != 0U) {
+      unlink_child(shard.children, node);
+    }
+    unlock_shard(shard);
+    return;
+  }
   const std::uint32_t state = lock(parent);
-  if ((node->flags_.load(std::memory_order_relaxed) & kLinked) != 0U) unlink_child(parent, node);
+  if ((node->flags_.load(std::memory_order_relaxed) & kLinked) != 0U) {
+    unlink_child(parent->children_, node);
+  }
   unlock(parent, state);
+}
+
+// Ends a merge's registration on its other input, once (see MergeNode). If the
+// listener is running on another thread, waits for it; from inside it, does not.
+void stop_listening(MergeNode* merge) noexcept {
+  bool listening = false;
+  {
+    std::lock_guard guard(merge->registration_mutex_);
+    listening = std::exchange(merge->listening_, false);
+  }
+  if (!listening) return;
+  deregister_callback(merge->other_, &merge->listener_);
+  release(merge->other_);
 }
 
 // Kind-specific work once a node is done: release the timer entry at once,
@@ -183,12 +229,7 @@ void finish_kind(SignalNode* node) noexcept {
   if (node->kind_ == NodeKind::timer) {
     timer_remove(static_cast<TimerNode*>(node));
   } else if (node->kind_ == NodeKind::merge) {
-    auto* merge = static_cast<MergeNode*>(node);
-    if (SignalNode* other = merge->other_; other != nullptr) {
-      deregister_callback(other, &merge->listener_);
-      merge->other_ = nullptr;
-      release(other);
-    }
+    stop_listening(static_cast<MergeNode*>(node));
   }
 }
 
@@ -213,19 +254,59 @@ inline constexpr std::uint8_t kExpanded = 1U << 1U;  // flags_: owned by the pro
 // TRICKY: a callback may deregister itself (same thread: flagged through
 // `removed`; the registration may be gone when it returns) or be deregistered
 // by another thread (which then waits for mark_callback_done).
-bool expand(SignalNode* node, Propagation& work) noexcept {
+constexpr std::size_t kBatch = 32;
+using Batch = std::array<SignalNode*, kBatch>;
+
+// Moves up to kBatch children from the list at head into batch. Caller holds the
+// list's lock.
+std::size_t pop_children(SignalNode*& head, Batch& batch) noexcept {
+  std::size_t count = 0;
+  while (count < kBatch && head != nullptr) {
+    SignalNode* child = head;
+    // Reference first, unlink second: the release store that clears kLinked lets a
+    // child whose count is zero be freed at once (retire_signal), so it must be the
+    // last touch of a child we hold no reference on [7].
+    const bool owned = try_add_ref(child);
+    unlink_child(head, child);
+    if (owned) batch[count++] = child;
+  }
+  return count;
+}
+
+// What ending a batch of children did (bits).
+inline constexpr unsigned kPushedChild = 1U;    // pushed for expansion
+inline constexpr unsigned kDeferredChild = 2U;  // someone else is ending it
+
+// Ends the popped children.
+unsigned end_children(const Batch& batch, std::size_t count, std::uint32_t hops,
+                      Propagation& work) noexcept;
+
+// What expand() left to do for the node.
+enum class Expanded {
+  marked,          // nothing below is pending: kPropagated is published
+  children_above,  // children pushed above it on the stack: mark when they are done
+  waits_deferred,  // only children someone else is ending: mark after waiting for them
+};
+
+Expanded expand(SignalNode* node, Propagation& work) noexcept {
   const std::uint32_t hops = child_hops(node->cause_hops_);
-  constexpr std::size_t kBatch = 32;
-  std::array<SignalNode*, kBatch> batch{};
-  bool pushed = false;
-  for (;;) {
-    std::size_t count = 0;
-    const std::uint32_t state = lock(node);
-    while (count < kBatch && node->children_ != nullptr) {
-      SignalNode* child = node->children_;
-      unlink_child(node, child);
-      if (try_add_ref(child)) batch[count++] = child;  // [7]
+  Batch batch{};
+  unsigned pending = 0;
+  // Shards first: no child can be added to them any more (kDone is published) [5].
+  if (ChildShards* shards = shards_of(node)) {
+    for (ChildShard& shard : shards->shard) {
+      for (;;) {
+        lock_shard(shard);
+        const std::size_t count = pop_children(shard.children, batch);
+        unlock_shard(shard);
+        if (count == 0) break;
+        pending |= end_children(batch, count, hops, work);
+      }
     }
+  }
+  for (;;) {
+    const std::uint32_t state = lock(node);
+    const std::size_t count = pop_children(node->children_, batch);
     CallbackBase* callback = node->callbacks_;
     bool removed = false;
     if (callback != nullptr) {
@@ -237,34 +318,20 @@ bool expand(SignalNode* node, Propagation& work) noexcept {
       callback->removed_during_fire_ = &removed;
       callback->firing_thread_ = std::this_thread::get_id();
     } else if (count == 0) {
-      if (pushed) {
+      if (pending != 0U) {
         unlock(node, state);
-        return true;
+        return (pending & kPushedChild) != 0U ? Expanded::children_above : Expanded::waits_deferred;
       }
       unlock(node, state | kPropagated);
       if ((state & kWaiters) != 0U) futex_wake_all(&node->state_);
-      return false;
+      return Expanded::marked;
     }
     unlock(node, state);
 
-    for (std::size_t i = 0; i < count; ++i) {
-      SignalNode* child = batch[i];
-      if (!publish(child, work.err, hops, nullptr)) {
-        // Someone else ended it first: wait for it at the end, if at all [6].
-        if ((child->state_.load(std::memory_order_acquire) & kPropagated) != 0U) {
-          release(child);
-        } else {
-          Propagation::push(work.deferred, child);
-        }
-      } else if ((child->state_.load(std::memory_order_relaxed) & kPropagated) != 0U) {
-        finish_kind(child);  // a leaf: nothing below it to expand
-        release(child);
-      } else {
-        Propagation::push(work.stack, child);
-        pushed = true;
-      }
-    }
-    if (callback != nullptr) {
+    pending |= end_children(batch, count, hops, work);
+    // `removed` already set: ending a child deregistered this very callback on this
+    // thread before it ran (merge(x, x)): it must not run, and may be gone.
+    if (callback != nullptr && !removed) {
       ++tls_firing_depth;
       callback->fire_(callback);
       --tls_firing_depth;
@@ -273,41 +340,84 @@ bool expand(SignalNode* node, Propagation& work) noexcept {
   }
 }
 
+unsigned end_children(const Batch& batch, std::size_t count, std::uint32_t hops,
+                      Propagation& work) noexcept {
+  unsigned pending = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    SignalNode* child = batch[i];
+    if (!publish(child, work.err, hops, nullptr)) {
+      // Someone else ended it first: wait for it at the end, if at all [6].
+      if ((child->state_.load(std::memory_order_acquire) & kPropagated) != 0U) {
+        release(child);
+      } else {
+        Propagation::push(work.deferred, child);
+        pending |= kDeferredChild;
+      }
+    } else if ((child->state_.load(std::memory_order_relaxed) & kPropagated) != 0U) {
+      finish_kind(child);  // a leaf: nothing below it to expand
+      release(child);
+    } else {
+      Propagation::push(work.stack, child);
+      pending |= kPushedChild;
+    }
+  }
+  return pending;
+}
+
 void mark_propagated(SignalNode* node) noexcept {
   const std::uint32_t before = set_bits(node, kPropagated);
   if ((before & kWaiters) != 0U) futex_wake_all(&node->state_);
 }
 
 // Propagates from root, which this thread just ended [3]. Post-order: a node is
-// marked kPropagated after every node pushed above it is finished.
+// marked kPropagated after every node pushed above it is finished. Once any child
+// had to be deferred (someone else is ending it), nodes that finish later are
+// marked only after the deferred ones are waited for, so a losing canceller that
+// waits for kPropagated never returns before the whole subtree is done [6].
 void propagate(SignalNode* root, errc err) noexcept {
   Propagation work{err};
-  if ((root->state_.load(std::memory_order_acquire) & kPropagated) == 0U) {
-    const bool root_waits = expand(root, work);
+  SignalNode* late = nullptr;  // finished, to mark after the waits; we own a reference
+  bool root_marked = (root->state_.load(std::memory_order_acquire) & kPropagated) != 0U;
+  if (!root_marked) {
+    root_marked = expand(root, work) == Expanded::marked;
     while (work.stack != nullptr) {
       SignalNode* node = work.stack;
+      bool marked = false;
       const auto flags = node->flags_.load(std::memory_order_relaxed);
       if ((flags & kExpanded) == 0U) {
         node->flags_.store(static_cast<std::uint8_t>(flags | kExpanded), std::memory_order_relaxed);
-        if (expand(node, work)) continue;  // its children are above it now
-      } else {
-        mark_propagated(node);  // every child pushed above it is finished
+        const Expanded result = expand(node, work);
+        if (result == Expanded::children_above) continue;
+        marked = result == Expanded::marked;
       }
       work.stack = node->next_sibling_;
       node->next_sibling_ = nullptr;
       finish_kind(node);
+      if (!marked && work.deferred != nullptr) {
+        Propagation::push(late, node);
+        continue;
+      }
+      if (!marked) mark_propagated(node);  // every child pushed above it is finished
       release(node);
     }
-    if (root_waits) mark_propagated(root);
   }
   finish_kind(root);
   while (work.deferred != nullptr) {
     SignalNode* node = work.deferred;
     work.deferred = node->next_sibling_;
     node->next_sibling_ = nullptr;
+    // Not from inside a callback: the canceller we would wait for may be our caller.
     if (tls_firing_depth == 0) wait_state(node, kPropagated, nullptr);
     release(node);
   }
+  while (late != nullptr) {
+    SignalNode* node = late;
+    late = node->next_sibling_;
+    node->next_sibling_ = nullptr;
+    mark_propagated(node);
+    release(node);
+  }
+  if (!root_marked) mark_propagated(root);
 }
 
 void free_node(NodeBase* node) noexcept {
@@ -347,14 +457,9 @@ void retire_signal(SignalNode* node) noexcept {
     // is running it on another thread, so nothing forwards into us afterwards.
     static_cast<StopTokenNode*>(node)->callback_.reset();
   } else if (node->kind_ == NodeKind::merge) {
-    auto* merge = static_cast<MergeNode*>(node);
-    if (SignalNode* other = merge->other_; other != nullptr) {
-      deregister_callback(other, &merge->listener_);  // waits for a running fire
-      if (merge->other_ != nullptr) {                 // the fire (if any) did not release it
-        merge->other_ = nullptr;
-        release(other);
-      }
-    }
+    // A listener firing on another thread holds a reference on us (merge_fire), so
+    // the count being zero means none is running, or its fire gave up at once.
+    stop_listening(static_cast<MergeNode*>(node));
   } else if (node->kind_ == NodeKind::timer &&
              (node->state_.load(std::memory_order_acquire) & kDone) == 0U) {
     // A done timer node already left the heap in finish_kind (or timer_add).
@@ -408,29 +513,92 @@ bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
     if (tls_firing_depth == 0) wait_state(node, kPropagated, nullptr);
     return false;
   }
+  // TRICKY: callbacks run during propagation may drop every handle to the node (a
+  // callback deleting the object that owns the CancelFunc). Hold it while user code
+  // can run; a leaf published kPropagated at once and runs none.
+  const bool runs_user_code = (node->state_.load(std::memory_order_relaxed) & kPropagated) == 0U;
+  if (runs_user_code) add_ref(node);
   propagate(node, err);
   detach_from_parent(node);
+  if (runs_user_code) release(node);
   return true;
 }
 
 // Links child under parent, or ends it at once if parent is done [5].
 // child is not yet visible to any other thread.
+namespace {
+
+inline void push_child(SignalNode*& head, SignalNode* child) noexcept {
+  child->next_sibling_ = head;
+  if (head != nullptr) head->prev_sibling_ = child;
+  head = child;
+  child->flags_.store(kLinked, std::memory_order_relaxed);
+}
+
+// child is born done: parent ended before it could be linked. child is not shared
+// yet, so no lock is needed; the release store still orders cause_hops_ before kDone.
+void end_at_birth(SignalNode* parent, std::uint32_t parent_state, SignalNode* child) noexcept {
+  child->cause_hops_ = child_hops(parent->cause_hops_);
+  child->state_.store(kDone | kPropagated | (parent_state & kErrMask), std::memory_order_release);
+}
+
+// The shard of the calling thread: threads are spread round-robin, so two threads
+// hammering one parent use different cache lines.
+std::size_t my_shard() noexcept {
+  static std::atomic<std::size_t> next{0};
+  thread_local const std::size_t index =
+      next.fetch_add(1, std::memory_order_relaxed) % kChildShards;
+  return index;
+}
+
+// Gives parent its shard array after its lock was found contended. Best effort:
+// without memory it keeps the single list.
+void install_shards(SignalNode* parent) noexcept {
+  Extras* extras = extras_for(parent);
+  if (extras == nullptr || extras->shards.load(std::memory_order_acquire) != nullptr) return;
+  auto* shards = new (std::nothrow) ChildShards();
+  if (shards == nullptr) return;
+  const std::uint32_t state = lock(parent);
+  // Only while live: the canceller reads the array after publishing kDone under this
+  // same lock, so it either sees the array or the array is never installed [5].
+  if ((state & kDone) == 0U && extras->shards.load(std::memory_order_relaxed) == nullptr) {
+    extras->shards.store(shards, std::memory_order_release);
+    shards = nullptr;
+  }
+  unlock(parent, state);
+  delete shards;
+}
+
+}  // namespace
+
 void attach(SignalNode* parent, SignalNode* child) noexcept {
   if (parent == nullptr) return;
-  std::uint32_t state = lock(parent);
+  if (ChildShards* shards = shards_of(parent)) {
+    const std::size_t index = my_shard();
+    ChildShard& shard = shards->shard[index];
+    lock_shard(shard);
+    // Acquire: pairs with the publishing store of kDone [3][5].
+    const std::uint32_t state = parent->state_.load(std::memory_order_acquire);
+    if ((state & kDone) == 0U) {
+      child->parent_list_ = static_cast<std::uint16_t>(index + 1);
+      push_child(shard.children, child);
+      unlock_shard(shard);
+      return;
+    }
+    unlock_shard(shard);
+    end_at_birth(parent, state, child);
+    return;
+  }
+  bool contended = false;
+  const std::uint32_t state = lock(parent, &contended);
   if ((state & kDone) == 0U) {
-    child->next_sibling_ = parent->children_;
-    if (parent->children_ != nullptr) parent->children_->prev_sibling_ = child;
-    parent->children_ = child;
-    child->flags_.store(kLinked, std::memory_order_relaxed);
+    push_child(parent->children_, child);
     unlock(parent, state);
+    if (contended) install_shards(parent);
     return;
   }
   unlock(parent, state);
-  // Not shared yet: no lock needed on child. The release store still orders
-  // cause_hops_ before kDone for later readers on other threads.
-  child->cause_hops_ = child_hops(parent->cause_hops_);
-  child->state_.store(kDone | kPropagated | (state & kErrMask), std::memory_order_release);
+  end_at_birth(parent, state, child);
 }
 
 std::error_code cause_of(SignalNode* node) noexcept {
@@ -557,11 +725,24 @@ std::size_t child_count(const Context& ctx) noexcept {
   std::size_t count = 0;
   for (SignalNode* child = node->children_; child != nullptr; child = child->next_sibling_) ++count;
   unlock(node, state);
+  if (ChildShards* shards = shards_of(node)) {
+    for (ChildShard& shard : shards->shard) {
+      lock_shard(shard);
+      for (SignalNode* child = shard.children; child != nullptr; child = child->next_sibling_) {
+        ++count;
+      }
+      unlock_shard(shard);
+    }
+  }
   return count;
 }
 
 void StopForward::operator()() const noexcept {
+  // The node's count may be zero: its retire is then waiting in ~stop_callback for us
+  // and nothing can observe it any more [7].
+  if (!try_add_ref(node)) return;
   cancel_node(node, errc::canceled, kNoCause, nullptr);
+  release(node);  // may free it from inside its own stop_callback (allowed)
 }
 
 }  // namespace detail
@@ -642,10 +823,14 @@ namespace detail {
 namespace {
 void merge_fire(CallbackBase* base) noexcept {
   MergeNode* merge = static_cast<MergeListener*>(base)->owner_;
-  SignalNode* other = merge->other_;
+  // A count of zero: the merge is being freed and its retire waits for us; nothing
+  // can observe it any more, so there is nothing to end [7].
+  if (!try_add_ref(merge)) return;
+  SignalNode* other = merge->other_;  // kept alive by other's canceller
   const std::uint32_t state = other->state_.load(std::memory_order_acquire);
   const std::error_code cause = cause_of(other);
   cancel_node(merge, err_of(state), 0, &cause);
+  release(merge);  // may free it, deregistering from inside this fire (allowed)
 }
 }  // namespace
 }  // namespace detail
@@ -661,17 +846,36 @@ WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& oth
   }
   node->listener_.owner_ = node;
   node->listener_.fire_ = &detail::merge_fire;
+  detail::SignalNode* other_signal = Access::signal(other);
+  if (other_signal != nullptr) {
+    detail::add_ref(other_signal);
+    node->other_ = other_signal;
+  }
   detail::attach(Access::signal(primary), node);
   WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};
-  detail::SignalNode* other_signal = Access::signal(other);
-  if (other_signal == nullptr || result.ctx.done()) return result;
-  // Registered only once the node is fully built and linked (a fire may come at
-  // once from another thread).
-  detail::add_ref(other_signal);
-  node->other_ = other_signal;
-  if (!detail::register_callback(other_signal, &node->listener_)) {
-    // other already ended: end the merge with other's outcome.
-    detail::merge_fire(&node->listener_);
+  if (other_signal == nullptr) return result;
+  bool other_done = false;
+  bool registered = false;
+  {
+    // The node is linked under primary and may be ending right now on another
+    // thread; register only while it is live, under the hand-over mutex.
+    std::lock_guard guard(node->registration_mutex_);
+    if (!result.ctx.done()) {
+      registered = detail::register_callback(other_signal, &node->listener_);
+      other_done = !registered;
+      node->listening_ = registered;
+    }
+  }
+  if (!registered) {
+    // Never registered (ended already, or other is done): hand back the reference.
+    // Safe without the mutex: nothing sets listening_ after this point.
+    if (other_done) {
+      const std::uint32_t state = other_signal->state_.load(std::memory_order_acquire);
+      const std::error_code cause = detail::cause_of(other_signal);
+      detail::cancel_node(node, detail::err_of(state), 0, &cause);
+    }
+    node->other_ = nullptr;
+    detail::release(other_signal);
   }
   return result;
 }

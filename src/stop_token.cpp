@@ -35,7 +35,8 @@ void request_stop(CallbackBase* callback) noexcept {
   extras->stop_source->request_stop();  // runs std::stop_callbacks inline
 }
 
-// The node's Extras, made on first use. nullptr only if out of memory.
+}  // namespace
+
 Extras* extras_for(SignalNode* node) noexcept {
   Extras* extras = node->extras_.load(std::memory_order_acquire);
   if (extras != nullptr) return extras;
@@ -50,9 +51,8 @@ Extras* extras_for(SignalNode* node) noexcept {
   return extras;
 }
 
-}  // namespace
-
 void destroy_extras(Extras* extras) noexcept {
+  delete extras->shards.load(std::memory_order_relaxed);
   const int fd = extras->fd.load(std::memory_order_relaxed);
   if (fd >= 0) ::close(fd);
   delete extras;

@@ -1,6 +1,7 @@
 // Internal interface of the context tree, shared by the files of src/.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -39,10 +40,17 @@ struct MergeListener final : CallbackBase {
   MergeNode* owner_ = nullptr;
 };
 
+// A merge is linked under its primary like any child and listens on the other
+// input with listener_. The registration is handed over under registration_mutex_:
+// merge() registers only while the node is live, and the first of finish_kind and
+// retire_signal to find listening_ set deregisters and releases other_. Lock order:
+// registration_mutex_ before the other node's spin lock; never the reverse.
 struct MergeNode final : SignalNode {
   std::optional<clock::time_point> deadline_;
-  std::error_code cause_;        // copied from the other context when it ends first
-  SignalNode* other_ = nullptr;  // owned reference while listening
+  std::error_code cause_;        // copied from the other input when it ends first
+  SignalNode* other_ = nullptr;  // owned reference; immutable once set
+  std::mutex registration_mutex_;
+  bool listening_ = false;  // guarded by registration_mutex_
   MergeListener listener_;
   MergeNode() noexcept : SignalNode(NodeKind::merge) {}
 };
@@ -61,6 +69,19 @@ struct DetachedNode final : NodeBase {
   DetachedNode() noexcept : NodeBase(NodeKind::detached) {}
 };
 
+// Child lists of a parent that children are added to from several threads at once
+// (W7): one list and one spin lock per cache line, picked by the registering thread,
+// so a hot parent does not serialise its children on one lock word. Installed the first
+// time registration finds the parent's own lock contended; never removed.
+struct alignas(64) ChildShard {
+  std::atomic<std::uint32_t> lock{0};  // kLocked only
+  SignalNode* children = nullptr;
+};
+inline constexpr std::size_t kChildShards = 16;
+struct ChildShards {
+  std::array<ChildShard, kChildShards> shard;
+};
+
 struct Extras;
 // An internal listener that knows the Extras it belongs to.
 struct ExtrasListener final : CallbackBase {
@@ -74,6 +95,8 @@ struct Extras {
   ExtrasListener fd_listener;
   std::optional<std::stop_source> stop_source;
   ExtrasListener stop_listener;
+  // Installed under the node's lock, and only while the node is not done.
+  std::atomic<ChildShards*> shards{nullptr};
   Extras() noexcept {
     fd_listener.owner = this;
     stop_listener.owner = this;
@@ -83,8 +106,9 @@ struct Extras {
 // ---------------------------------------------------------------------------
 // Locking and state (context.cpp).
 
-// Takes the node's spin lock; returns the state word as held (kLocked set).
-std::uint32_t lock(SignalNode* node) noexcept;
+// Takes the node's spin lock; returns the state word as held (kLocked set). Sets
+// *contended if it had to wait.
+std::uint32_t lock(SignalNode* node, bool* contended = nullptr) noexcept;
 // Releases the lock, storing state (kLocked cleared) with release order.
 inline void unlock(SignalNode* node, std::uint32_t state) noexcept {
   node->state_.store(state & ~kLocked, std::memory_order_release);
@@ -172,6 +196,7 @@ void timer_remove(TimerNode* node) noexcept;
 
 struct ExecutorTask {
   ExecutorTask* next = nullptr;
+  clock::time_point queued_at{};
   void (*run)(ExecutorTask*) noexcept = nullptr;
 };
 // Queues task to run on an executor thread. Never blocks on the task; runs it
@@ -179,7 +204,13 @@ struct ExecutorTask {
 void executor_post(ExecutorTask* task) noexcept;
 
 // ---------------------------------------------------------------------------
-// Extras teardown (stop_token.cpp / context.cpp).
+// Extras (stop_token.cpp): made on first use; nullptr only if out of memory.
+Extras* extras_for(SignalNode* node) noexcept;
 void destroy_extras(Extras* extras) noexcept;
+
+inline ChildShards* shards_of(const SignalNode* node) noexcept {
+  const Extras* extras = node->extras_.load(std::memory_order_acquire);
+  return extras == nullptr ? nullptr : extras->shards.load(std::memory_order_acquire);
+}
 
 }  // namespace ctxpp::detail

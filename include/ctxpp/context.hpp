@@ -299,7 +299,12 @@ struct Access {
 /// unless a nearer with_value uses the same key. Never cancellable by itself:
 /// done()/err()/deadline() are the parent's.
 /// Cost: one allocation holding the value inline. Ownership: the value is
-/// destroyed with the last handle to the node (or its descendants).
+/// destroyed with the last reference to its node: normally when the last handle to
+/// this context and to every context derived from it goes; but a thread that is
+/// ending a descendant at that moment (the timer thread at a deadline, a parent's
+/// canceller) holds a reference meanwhile, and then that thread destroys it, right
+/// after it finished ending the context. Keep value destructors cheap and
+/// thread-agnostic.
 /// Errors: std::bad_alloc, or whatever constructing T from value throws.
 template <class T, class U>
 Context with_value(const Context& parent, const Key<T>& key, U&& value) {
@@ -317,8 +322,14 @@ Context without_cancel(const Context& parent);
 
 /// Done when either input is done, with the err()/cause() of whichever ended
 /// first; deadline() is the earlier of the two; values come from primary.
-/// cancel() ends it and releases its registration on other. No thread; one
-/// allocation. Errors: std::bad_alloc.
+/// cancel() ends it and releases its registration on other; so does dropping its
+/// last handle. The merge is a child of primary: primary's cancel() returns with
+/// the merge's whole subtree done. other's cancel() returns with the merge done,
+/// and with its subtree done too unless a cancel of the merge (or of primary) was
+/// already under way on another thread, which finishes it.
+/// Where it runs: when other ends, the merge ends inline in other's canceller.
+/// Cost: no thread; one allocation; a registration on other.
+/// Errors: std::bad_alloc.
 WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other);
 
 namespace detail {

@@ -59,7 +59,10 @@ struct NodeBase {
   // is a release so a thread freeing the node can skip the lock after an
   // acquire load that sees it clear (context.cpp, retire_signal).
   std::atomic<std::uint8_t> flags_{0};
-  std::uint16_t reserved_ = 0;
+  // Signal kinds: which list of the parent holds this node: 0 = the parent's own
+  // child list, k + 1 = shard k (see src/tree.hpp, ChildShards). Written before the
+  // node is visible to other threads, never changed after.
+  std::uint16_t parent_list_ = 0;
   // Signal kinds: how many signal-parent steps up the node holding the cause
   // lives (0 = this node), or kNoCause. Written before kDone is published.
   std::uint32_t cause_hops_ = kNoCause;
