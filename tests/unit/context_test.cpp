@@ -1367,7 +1367,7 @@ TEST(Value, IsDestroyedByTheThreadEndingItsContextWhenThatThreadHoldsTheLastRefe
   const clock::time_point until = clock::now() + kBound;
   while (Tracked::live.load() != 0 && clock::now() < until) std::this_thread::yield();
   EXPECT_EQ(live_after_drop, 1) << "the value died while the timer thread was still ending its "
-                                    "context (it holds a reference for exactly that reason)";
+                                   "context (it holds a reference for exactly that reason)";
   EXPECT_EQ(Tracked::live.load(), 0) << "the timer thread did not destroy the value once done";
   EXPECT_EQ(Tracked::destroyed.load(), 1);
 }
