@@ -47,8 +47,14 @@ class [[nodiscard]] CancelledAwaiter : private detail::CallbackBase {
     if (node == nullptr) return true;  // never ends: stay suspended
     handle_ = handle;
     fire_ = &fire;
-    registered_ = detail::register_callback(node, this);
-    return registered_;  // false: already done, continue without suspending
+    // TRICKY: once registered, another thread may resume (and destroy) the coroutine
+    // before this function returns: touch no member after a successful registration.
+    registered_ = true;
+    if (!detail::register_callback(node, this)) {
+      registered_ = false;
+      return false;  // already done: continue without suspending
+    }
+    return true;
   }
 
   std::error_code await_resume() const noexcept { return ctx_.err(); }

@@ -34,8 +34,12 @@ void deregister_callback(SignalNode* node, CallbackBase* callback) noexcept;
 /// Errors: f must not throw: the cancel path is noexcept, so an escaping
 /// exception calls std::terminate.
 /// Blocking: the destructor waits while f runs on another thread (so captures
-/// stay valid), but not when called from inside f. Do not destroy it while
-/// holding a lock that f takes (that deadlocks, as with std::stop_callback).
+/// stay valid), but not when called from inside f. Like std::stop_callback (and
+/// .NET's Dispose) this can deadlock by design: do not destroy it while holding a
+/// lock that f takes, and do not let two callbacks that run at the same time
+/// destroy each other's registration. after_func's stop() is the form that never
+/// waits. done() turns true before the callbacks run: a ScopedCallback destroyed
+/// in that window is not run.
 /// Ordering: f observes ctx.done() == true and everything written before cancel().
 /// Cost: no allocation; one spin-lock section to register and one to deregister;
 /// one reference on ctx's node. Never runs for a context that can never end.

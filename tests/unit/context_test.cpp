@@ -1328,13 +1328,13 @@ TEST(Value, OutlivesATimeoutThatFiresWhileItIsInUse) {
 }
 
 TEST(Value, IsDestroyedByTheThreadEndingItsContextWhenThatThreadHoldsTheLastReference) {
-  // context.hpp (with_value): a thread that is ending a descendant (here the timer
-  // thread at the deadline) holds a reference meanwhile; if the user drops the last
-  // handle during that time, the value lives until that thread is done and is then
-  // destroyed by it, exactly once, right after the context ended. Here the timer
-  // thread is held inside the end of the timeout context (by a std::stop_callback,
+  // context.hpp (with_value): a thread that is ending a descendant (a parent's
+  // canceller, the timer thread) holds a reference meanwhile; if the user drops the
+  // last handle during that time, the value lives until that thread is done and is
+  // then destroyed by it, exactly once, right after the context ended. Here the
+  // parent's canceller is held inside the end of the child (by a std::stop_callback,
   // which runs inline) while the user drops the last handle.
-  static const Key<Tracked> key("timer-owned");
+  static const Key<Tracked> key("ender-owned");
   Tracked::reset();
   struct Gate {
     std::mutex mutex;
@@ -1349,9 +1349,11 @@ TEST(Value, IsDestroyedByTheThreadEndingItsContextWhenThatThreadHoldsTheLastRefe
     gate->cv.notify_all();
     gate->cv.wait_for(lock, kBound, [&] { return gate->open; });
   };
-  auto scope = std::make_unique<Cancellable>(with_timeout(with_value(background(), key, 5), 1ms));
+  auto parent = with_cancel(background());
+  auto scope = std::make_unique<Cancellable>(with_cancel(with_value(parent.ctx, key, 5)));
   std::optional<std::stop_callback<decltype(hold)>> held;
   held.emplace(scope->ctx.stop_token(), hold);
+  std::thread ender([cancel = parent.cancel] { cancel(); });
   {
     std::unique_lock lock(gate->mutex);
     ASSERT_TRUE(gate->cv.wait_for(lock, kBound, [&] { return gate->entered; })) << dump_process();
@@ -1363,12 +1365,11 @@ TEST(Value, IsDestroyedByTheThreadEndingItsContextWhenThatThreadHoldsTheLastRefe
     gate->open = true;
   }
   gate->cv.notify_all();
-  held.reset();  // waits for the callback to return
-  const clock::time_point until = clock::now() + kBound;
-  while (Tracked::live.load() != 0 && clock::now() < until) std::this_thread::yield();
-  EXPECT_EQ(live_after_drop, 1) << "the value died while the timer thread was still ending its "
-                                   "context (it holds a reference for exactly that reason)";
-  EXPECT_EQ(Tracked::live.load(), 0) << "the timer thread did not destroy the value once done";
+  ender.join();
+  held.reset();
+  EXPECT_EQ(live_after_drop, 1) << "the value died while its context was still being ended "
+                                   "(the ending thread holds a reference for exactly that reason)";
+  EXPECT_EQ(Tracked::live.load(), 0) << "the ending thread did not destroy the value once done";
   EXPECT_EQ(Tracked::destroyed.load(), 1);
 }
 
