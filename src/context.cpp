@@ -511,6 +511,9 @@ bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
     // Lost the race. Like Go, return only once the winner has finished the
     // subtree, unless we are inside a callback (the winner may be our caller) [6].
     if (tls_firing_depth == 0) wait_state(node, kPropagated, nullptr);
+    // The winner may not have unlinked it yet (a leaf publishes kPropagated at
+    // once): make "unlinked when cancel() returns" hold for this caller too.
+    detach_from_parent(node);
     return false;
   }
   // TRICKY: callbacks run during propagation may drop every handle to the node (a
@@ -518,6 +521,8 @@ bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
   // can run; a leaf published kPropagated at once and runs none.
   const bool runs_user_code = (node->state_.load(std::memory_order_relaxed) & kPropagated) == 0U;
   if (runs_user_code) add_ref(node);
+  // Unlink only after the subtree is done: while it is linked, a concurrent cancel
+  // of the parent finds it and waits for it (see propagate) [6].
   propagate(node, err);
   detach_from_parent(node);
   if (runs_user_code) release(node);

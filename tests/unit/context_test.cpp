@@ -667,6 +667,19 @@ TEST(CancelFunc, ExactlyOneOfManyConcurrentCallsWins) {
   }
 }
 
+TEST(CancelFunc, LosingCallReturnsWithTheChildUnlinkedFromItsParent) {
+  // The timer thread ends each child; its later cancel() loses the race and must
+  // still return only once the child is gone from its parent ("a cancelled child
+  // is unlinked from its parent at once").
+  auto parent = with_cancel(background());
+  for (int i = 0; i < 200; ++i) {
+    auto child = with_timeout(parent.ctx, 100us);
+    ASSERT_TRUE(child.ctx.wait_for(kBound));
+    EXPECT_FALSE(child.cancel.cancel());
+    ASSERT_EQ(ctxpp::detail::child_count(parent.ctx), 0U) << "round " << i;
+  }
+}
+
 TEST(CancelFunc, LosingCallReturnsOnlyAfterTheWholeSubtreeIsDone) {
   // context.hpp: "A call that lost the race to another canceller waits until that
   // canceller has finished the subtree"; api.md: "cancel() has cancelled every
