@@ -44,6 +44,7 @@ namespace ctxpp {
 namespace detail {
 
 thread_local int tls_firing_depth = 0;
+thread_local const SignalNode* tls_firing_timer = nullptr;
 
 namespace {
 
@@ -227,7 +228,8 @@ void stop_listening(MergeNode* merge) noexcept {
 // stop listening on a merge's other context.
 void finish_kind(SignalNode* node) noexcept {
   if (node->kind_ == NodeKind::timer) {
-    timer_remove(static_cast<TimerNode*>(node));
+    // The timer thread took the entry out itself before firing it.
+    if (node != tls_firing_timer) timer_remove(static_cast<TimerNode*>(node));
   } else if (node->kind_ == NodeKind::merge) {
     stop_listening(static_cast<MergeNode*>(node));
   }
@@ -700,8 +702,11 @@ clock::time_point saturating_add(clock::time_point now, clock::duration d) noexc
   return clock::time_point(clock::duration(sum));
 }
 
+// now: the caller's clock reading if it has one (with_timeout), else nullopt; a
+// clock read costs about as much as the rest of the call.
 WithCancel<Context, CancelFunc> make_timer(const Context& parent, clock::time_point d,
-                                           const std::error_code* cause) {
+                                           const std::error_code* cause,
+                                           std::optional<clock::time_point> now) {
   const std::optional<clock::time_point> parent_deadline = parent.deadline();
   if (parent_deadline.has_value() && *parent_deadline <= d) {
     return with_cancel(parent);  // never extends the parent's deadline (Go)
@@ -712,7 +717,7 @@ WithCancel<Context, CancelFunc> make_timer(const Context& parent, clock::time_po
   attach(Access::signal(parent), node);
   WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};
   if ((node->state_.load(std::memory_order_acquire) & kDone) == 0U) {
-    if (d <= clock::now()) {
+    if (d <= (now ? *now : clock::now())) {
       cancel_node(node, errc::deadline_exceeded, node->cause_ ? 0 : kNoCause, nullptr);
     } else if (d != clock::time_point::max()) {
       timer_add(node);
@@ -802,21 +807,23 @@ WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent) {
 }
 
 WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d) {
-  return detail::make_timer(parent, d, nullptr);
+  return detail::make_timer(parent, d, nullptr, std::nullopt);
 }
 
 WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d) {
-  return detail::make_timer(parent, detail::saturating_add(clock::now(), d), nullptr);
+  const clock::time_point now = clock::now();
+  return detail::make_timer(parent, detail::saturating_add(now, d), nullptr, now);
 }
 
 WithCancel<Context, CancelFunc> with_deadline_cause(const Context& parent, clock::time_point d,
                                                     std::error_code cause) {
-  return detail::make_timer(parent, d, &cause);
+  return detail::make_timer(parent, d, &cause, std::nullopt);
 }
 
 WithCancel<Context, CancelFunc> with_timeout_cause(const Context& parent, clock::duration d,
                                                    std::error_code cause) {
-  return detail::make_timer(parent, detail::saturating_add(clock::now(), d), &cause);
+  const clock::time_point now = clock::now();
+  return detail::make_timer(parent, detail::saturating_add(now, d), &cause, now);
 }
 
 Context without_cancel(const Context& parent) {

@@ -25,11 +25,18 @@ namespace ctxpp::detail {
 namespace {
 
 class TimerService {
+  // The deadline is copied beside the pointer: comparisons stay in the array
+  // instead of missing the cache on every node.
+  struct Entry {
+    clock::time_point deadline;
+    TimerNode* node;
+  };
+
  public:
   void add(TimerNode* node) {
     std::unique_lock lock(mutex_);
     node->heap_index_ = heap_.size();
-    heap_.push_back(node);  // may throw bad_alloc: node stays unarmed
+    heap_.push_back({node->deadline_, node});  // may throw bad_alloc: node stays unarmed
     sift_up(heap_.size() - 1);
     if (!thread_started_) start_thread();
     if (node->deadline_ < wake_at_) {
@@ -58,24 +65,24 @@ class TimerService {
     thread_started_ = true;
   }
 
-  void place(std::size_t index, TimerNode* node) noexcept {
-    heap_[index] = node;
-    node->heap_index_ = index;
+  void place(std::size_t index, const Entry& entry) noexcept {
+    heap_[index] = entry;
+    entry.node->heap_index_ = index;
   }
 
   void sift_up(std::size_t index) noexcept {
-    TimerNode* node = heap_[index];
+    const Entry entry = heap_[index];
     while (index > 0) {
       const std::size_t parent = (index - 1) / kArity;
-      if (!(node->deadline_ < heap_[parent]->deadline_)) break;
+      if (!(entry.deadline < heap_[parent].deadline)) break;
       place(index, heap_[parent]);
       index = parent;
     }
-    place(index, node);
+    place(index, entry);
   }
 
   void sift_down(std::size_t index) noexcept {
-    TimerNode* node = heap_[index];
+    const Entry entry = heap_[index];
     const std::size_t size = heap_.size();
     for (;;) {
       const std::size_t first = index * kArity + 1;
@@ -83,25 +90,25 @@ class TimerService {
       std::size_t best = first;
       const std::size_t last = std::min(first + kArity, size);
       for (std::size_t child = first + 1; child < last; ++child) {
-        if (heap_[child]->deadline_ < heap_[best]->deadline_) best = child;
+        if (heap_[child].deadline < heap_[best].deadline) best = child;
       }
-      if (!(heap_[best]->deadline_ < node->deadline_)) break;
+      if (!(heap_[best].deadline < entry.deadline)) break;
       place(index, heap_[best]);
       index = best;
     }
-    place(index, node);
+    place(index, entry);
   }
 
   void erase(TimerNode* node) noexcept {
     const std::size_t index = node->heap_index_;
     if (index == kNotInHeap) return;
     node->heap_index_ = kNotInHeap;
-    TimerNode* last = heap_.back();
+    const Entry last = heap_.back();
     heap_.pop_back();
-    if (last != node) {
+    if (last.node != node) {
       place(index, last);
       sift_up(index);
-      sift_down(last->heap_index_);
+      sift_down(last.node->heap_index_);
     }
     // Give memory back after a burst (10^6 cancelled timers must not pin it).
     if (heap_.capacity() > 1024 && heap_.size() < heap_.capacity() / 4) heap_.shrink_to_fit();
@@ -117,22 +124,23 @@ class TimerService {
         continue;
       }
       const clock::time_point now = clock::now();
-      TimerNode* top = heap_.front();
-      if (now < top->deadline_) {
-        wake_at_ = top->deadline_;
+      if (now < heap_.front().deadline) {
+        wake_at_ = heap_.front().deadline;
         wake_.wait_until(lock, wake_at_);
         continue;
       }
       std::size_t count = 0;
-      while (count < kFireBatch && !heap_.empty() && !(now < heap_.front()->deadline_)) {
-        TimerNode* node = heap_.front();
+      while (count < kFireBatch && !heap_.empty() && !(now < heap_.front().deadline)) {
+        TimerNode* node = heap_.front().node;
         erase(node);
         if (try_add_ref(node)) due[count++] = node;  // rule 2
       }
       lock.unlock();  // rule 3
       for (std::size_t i = 0; i < count; ++i) {
         TimerNode* node = due[i];
+        tls_firing_timer = node;
         cancel_node(node, errc::deadline_exceeded, node->cause_ ? 0 : kNoCause, nullptr);
+        tls_firing_timer = nullptr;
         release(node);
       }
       lock.lock();
@@ -141,7 +149,7 @@ class TimerService {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::vector<TimerNode*> heap_;
+  std::vector<Entry> heap_;
   clock::time_point wake_at_ = clock::time_point::max();
   bool thread_started_ = false;
 };

@@ -164,6 +164,8 @@ std::error_code cause_of(SignalNode* node) noexcept;
 // Per-thread depth of cancellation callbacks being run; a cancel that lost the
 // race does not wait while it is non-zero (see context.cpp, invariant 6).
 extern thread_local int tls_firing_depth;
+// The timer node the timer thread is ending right now (already out of the heap).
+extern thread_local const SignalNode* tls_firing_timer;
 
 // ---------------------------------------------------------------------------
 // Waiting (wait.cpp).
