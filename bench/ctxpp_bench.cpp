@@ -26,8 +26,8 @@
 #include <new>
 #include <numeric>
 #include <optional>
-#include <string>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -37,7 +37,6 @@
 #include "ctxpp/context.hpp"
 #include "ctxpp/coroutine.hpp"
 #include "ctxpp/scoped_callback.hpp"
-
 
 namespace {
 

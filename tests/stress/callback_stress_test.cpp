@@ -27,20 +27,11 @@
 #include "ctxpp/context.hpp"
 #include "ctxpp/coroutine.hpp"
 #include "ctxpp/scoped_callback.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using ctxpp_test::kTsan;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;

@@ -8,6 +8,7 @@
 // Nothing sleeps to synchronise. Each body runs under a watchdog: a hang fails the
 // test with a dump of the process's threads instead of blocking ctest.
 #include "ctxpp/context.hpp"
+#include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -35,17 +36,7 @@
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using ctxpp_test::kTsan;
 
 using namespace std::chrono_literals;
 using ctxpp::background;
@@ -121,18 +112,7 @@ std::uint64_t announce_seed() {
 std::string dump_process() {
   std::ostringstream out;
   out << "seed=" << run_seed() << " pending_timers=" << pending_timers() << "; threads:";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    std::ifstream wchan(entry.path() / "wchan");
-    std::string channel;
-    std::getline(wchan, channel);
-    const auto close = line.rfind(')');
-    out << "\n  " << entry.path().filename().string() << " "
-        << (close != std::string::npos ? line.substr(0, close + 3) : line) << " wchan=" << channel;
-  }
+  out << ctxpp_test::describe_threads();
   return out.str();
 }
 

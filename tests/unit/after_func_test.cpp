@@ -20,6 +20,7 @@
 
 #include "ctxpp/context.hpp"
 #include "ctxpp/scoped_callback.hpp"
+#include "support/test_support.hpp"
 
 // ---------------------------------------------------------------------------
 // Fault injection for StopRacingTheLastReleaseOfTheContextTouchesNoFreedNode:
@@ -28,6 +29,11 @@
 // is otherwise a few instructions wide. Every other lock passes straight through
 // (to the sanitizer's interceptor, if any: RTLD_NEXT).
 namespace {
+
+using ctxpp_test::eventually;
+using ctxpp_test::Gate;
+using ctxpp_test::kTsan;
+using ctxpp_test::run_bounded;
 thread_local bool t_stall_next_lock = false;
 std::atomic<int> g_stall_phase{0};  // 1: a thread is paused; 2: let it go
 }  // namespace
@@ -48,18 +54,6 @@ extern "C" int pthread_mutex_lock(pthread_mutex_t* mutex) {  // NOLINT
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
-
 using namespace std::chrono_literals;
 using ctxpp::after_func;
 using ctxpp::AfterFuncHandle;
@@ -67,52 +61,10 @@ using ctxpp::background;
 using ctxpp::Context;
 using ctxpp::with_cancel;
 
-constexpr std::chrono::steady_clock::duration kBound = 30s;
-
-class Gate {
- public:
-  void open() {
-    // Notify under the lock: a waiter may destroy the gate as soon as it wakes.
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::steady_clock::duration bound = kBound) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, bound, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::steady_clock::duration bound = kBound) {
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+constexpr std::chrono::steady_clock::duration kBound = ctxpp_test::kLongBound;
 
 // Runs body on a helper thread; aborts with a message if it does not finish
 // within bound (a blocked call cannot be reclaimed safely).
-template <class F>
-void run_bounded(const char* what, F&& body, std::chrono::steady_clock::duration bound = kBound) {
-  Gate finished;
-  std::thread runner([&] {
-    body();
-    finished.open();
-  });
-  if (!finished.wait(bound)) {
-    std::fprintf(stderr, "DEADLOCK: %s did not finish within the bound\n", what);
-    std::abort();
-  }
-  runner.join();
-}
 
 // ---------------------------------------------------------------------------
 // Where and when f runs.

@@ -36,12 +36,16 @@
 #include <vector>
 
 #include "ctxpp/scoped_callback.hpp"
+#include "support/test_support.hpp"
 
 // ---------------------------------------------------------------------------
 // Allocation counting (pitfall 32). Each test file is its own executable, so the
 // replacement applies to this binary only. The counter is per thread: the timer
 // thread and other tests' threads never disturb a measurement.
 namespace {
+
+using ctxpp_test::kAsan;
+using ctxpp_test::kTsan;
 thread_local std::size_t t_allocations = 0;
 
 void* counted_alloc(std::size_t size) {
@@ -102,30 +106,6 @@ void operator delete[](void* p, std::size_t /*size*/, std::align_val_t /*align*/
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
-
 // Sanitizers slow the big loops by 5-20x: cut them by 10 there.
 constexpr std::size_t scaled(std::size_t n) { return (kTsan || kAsan) ? n / 10 : n; }
 
@@ -170,18 +150,7 @@ std::error_code cause_c() { return std::make_error_code(std::errc::host_unreacha
 std::string dump_process() {
   std::ostringstream out;
   out << "pending_timers=" << pending_timers() << "; threads:";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    std::ifstream wchan(entry.path() / "wchan");
-    std::string channel;
-    std::getline(wchan, channel);
-    const auto close = line.rfind(')');
-    out << "\n  " << entry.path().filename().string() << " "
-        << (close != std::string::npos ? line.substr(0, close + 3) : line) << " wchan=" << channel;
-  }
+  out << ctxpp_test::describe_threads();
   return out.str();
 }
 

@@ -21,61 +21,19 @@
 
 #include "ctxpp/context.hpp"
 #include "ctxpp/scoped_callback.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using ctxpp_test::Gate;
+using ctxpp_test::kTsan;
+using ctxpp_test::run_bounded;
 
 using namespace std::chrono_literals;
 using ctxpp::background;
 using ctxpp::CancelFunc;
 using ctxpp::Context;
 using ctxpp::with_cancel;
-
-constexpr std::chrono::steady_clock::duration kBound = 30s;
-
-class Gate {
- public:
-  void open() {
-    // Notify under the lock: a waiter may destroy the gate as soon as it wakes.
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::steady_clock::duration bound = kBound) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, bound, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
-template <class F>
-void run_bounded(const char* what, F&& body, std::chrono::steady_clock::duration bound = kBound) {
-  Gate finished;
-  std::thread runner([&] {
-    body();
-    finished.open();
-  });
-  if (!finished.wait(bound)) {
-    std::fprintf(stderr, "DEADLOCK: %s did not finish within the bound\n", what);
-    std::abort();
-  }
-  runner.join();
-}
 
 // ---------------------------------------------------------------------------
 // A minimal eager task: starts at once, stays suspended at the end until the

@@ -1,6 +1,7 @@
 // Tests of Context::done_fd() (declared in ctxpp/context.hpp): a pollable
 // descriptor that becomes readable when the context is done.
 #include "ctxpp/context.hpp"
+#include "support/test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -23,17 +24,7 @@
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
+using ctxpp_test::kTsan;
 
 using namespace std::chrono_literals;
 using ctxpp::background;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ctxpp/context.hpp"
+#include "support/test_support.hpp"
 
 // ---------------------------------------------------------------------------
 // Allocation counting (pitfall 32). Each test file is its own executable, so
@@ -31,6 +32,11 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // malloc/free inside new/delete
 #endif
 namespace {
+
+using ctxpp_test::eventually;
+using ctxpp_test::Gate;
+using ctxpp_test::kTsan;
+using ctxpp_test::run_bounded;
 thread_local std::size_t t_allocations = 0;
 }  // namespace
 
@@ -56,18 +62,6 @@ void operator delete[](void* p, const std::nothrow_t& /*tag*/) noexcept { std::f
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
-
 using namespace std::chrono_literals;
 using ctxpp::background;
 using ctxpp::Context;
@@ -76,57 +70,14 @@ using ctxpp::with_cancel;
 
 // Generous bound for anything that could hang: a correct library finishes in
 // microseconds, a deadlocked one never.
-constexpr std::chrono::steady_clock::duration kBound = 30s;
 
 // A one-shot event with a bounded wait (std::latch has no timed wait).
-class Gate {
- public:
-  void open() {
-    // Notify under the lock: a waiter may destroy the gate as soon as it wakes.
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool wait(std::chrono::steady_clock::duration bound = kBound) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, bound, [&] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
 
 // Polls pred (yielding, never sleeping) until it holds or bound passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::steady_clock::duration bound = kBound) {
-  const auto until = std::chrono::steady_clock::now() + bound;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
 
 // Runs body on a helper thread. If it has not finished within bound it is
 // deadlocked: report `what` and abort (a deadlocked thread cannot be reclaimed
 // and would keep pointers into this test's stack).
-template <class F>
-void run_bounded(const char* what, F&& body, std::chrono::steady_clock::duration bound = kBound) {
-  Gate finished;
-  std::thread runner([&] {
-    body();
-    finished.open();
-  });
-  if (!finished.wait(bound)) {
-    std::fprintf(
-        stderr, "DEADLOCK: %s did not finish within %lld s\n", what,
-        static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(bound).count()));
-    std::abort();
-  }
-  runner.join();
-}
 
 // ---------------------------------------------------------------------------
 // Where and how often it runs.
