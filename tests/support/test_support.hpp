@@ -64,6 +64,33 @@ class Gate {
   bool open_ = false;
 };
 
+// A thread parks in hold() (typically inside a cancellation callback) until the
+// test calls release(); the test can wait until it got there.
+class HoldGate {
+ public:
+  void hold(std::chrono::steady_clock::duration bound = kLongBound) {
+    std::unique_lock lock(mutex_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, bound, [&] { return open_; });
+  }
+  bool wait_entered(std::chrono::steady_clock::duration bound = kLongBound) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, bound, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
 // Polls pred (yielding) until it holds or bound passes; returns whether it held.
 template <class Pred>
 bool eventually(Pred pred, std::chrono::steady_clock::duration bound = kLongBound) {

@@ -663,32 +663,11 @@ TEST(CancelFunc, LosingCallReturnsOnlyAfterTheWholeSubtreeIsDone) {
     below.push_back(with_cancel(child.ctx));
     below.push_back(with_cancel(below.back().ctx));  // a grandchild under each
   }
-  struct Gate {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool open = false;
-    bool entered = false;
-  };
-  auto gate = std::make_shared<Gate>();
-  auto hold = [gate]() noexcept {
-    std::unique_lock lock(gate->mutex);
-    gate->entered = true;
-    gate->cv.notify_all();
-    gate->cv.wait_for(lock, kBound, [&] { return gate->open; });
-  };
-  auto open_gate = [gate] {
-    {
-      std::lock_guard lock(gate->mutex);
-      gate->open = true;
-    }
-    gate->cv.notify_all();
-  };
+  auto gate = std::make_shared<ctxpp_test::HoldGate>();
+  auto hold = [gate]() noexcept { gate->hold(kBound); };
   ctxpp::ScopedCallback<decltype(hold)> holder(child.ctx, hold);
   std::thread b([cancel = child.cancel] { cancel(); });
-  {
-    std::unique_lock lock(gate->mutex);
-    ASSERT_TRUE(gate->cv.wait_for(lock, kBound, [&] { return gate->entered; })) << dump_process();
-  }
+  ASSERT_TRUE(gate->wait_entered(kBound)) << dump_process();
   std::thread a([cancel = parent.cancel] { cancel(); });
   ASSERT_TRUE(poll_until_done(parent.ctx)) << dump_process();
   // The losing call runs on its own thread: with a correct library it blocks
@@ -708,7 +687,7 @@ TEST(CancelFunc, LosingCallReturnsOnlyAfterTheWholeSubtreeIsDone) {
   // Give a buggy loser time to return early; a correct one stays blocked.
   const clock::time_point until = clock::now() + 100ms;
   while (!outcome->returned && clock::now() < until) std::this_thread::yield();
-  open_gate();
+  gate->release();
   loser.join();
   a.join();
   b.join();
@@ -1318,35 +1297,17 @@ TEST(Value, IsDestroyedByTheThreadEndingItsContextWhenThatThreadHoldsTheLastRefe
   // which runs inline) while the user drops the last handle.
   static const Key<Tracked> key("ender-owned");
   Tracked::reset();
-  struct Gate {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool open = false;
-    bool entered = false;
-  };
-  auto gate = std::make_shared<Gate>();
-  auto hold = [gate]() noexcept {
-    std::unique_lock lock(gate->mutex);
-    gate->entered = true;
-    gate->cv.notify_all();
-    gate->cv.wait_for(lock, kBound, [&] { return gate->open; });
-  };
+  auto gate = std::make_shared<ctxpp_test::HoldGate>();
+  auto hold = [gate]() noexcept { gate->hold(kBound); };
   auto parent = with_cancel(background());
   auto scope = std::make_unique<Cancellable>(with_cancel(with_value(parent.ctx, key, 5)));
   std::optional<std::stop_callback<decltype(hold)>> held;
   held.emplace(scope->ctx.stop_token(), hold);
   std::thread ender([cancel = parent.cancel] { cancel(); });
-  {
-    std::unique_lock lock(gate->mutex);
-    ASSERT_TRUE(gate->cv.wait_for(lock, kBound, [&] { return gate->entered; })) << dump_process();
-  }
+  ASSERT_TRUE(gate->wait_entered(kBound)) << dump_process();
   scope.reset();  // every handle of the context and of its value is gone
   const int live_after_drop = Tracked::live.load();
-  {
-    std::lock_guard lock(gate->mutex);
-    gate->open = true;
-  }
-  gate->cv.notify_all();
+  gate->release();
   ender.join();
   held.reset();
   EXPECT_EQ(live_after_drop, 1) << "the value died while its context was still being ended "
@@ -1627,12 +1588,6 @@ TEST(Merge, DroppingItWhileOtherIsEndingItNeitherHangsNorFreesItEarly) {
   // the last handles of the merge and B is released at about the same time. D
   // may wait for B, but both must finish (no hang), and nothing may touch the
   // freed merge (ASan). Repeated: the interleavings differ from round to round.
-  struct Gate {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool open = false;
-    bool entered = false;
-  };
   struct Dropper {
     std::unique_ptr<Cancellable> merged;
     std::atomic<bool> started{false};
@@ -1641,19 +1596,11 @@ TEST(Merge, DroppingItWhileOtherIsEndingItNeitherHangsNorFreesItEarly) {
   for (int round = 0; round < 200; ++round) {
     auto other = with_cancel_cause(background());
     auto merged = std::make_unique<Cancellable>(merge(background(), other.ctx));
-    auto gate = std::make_shared<Gate>();
-    auto hold = [gate]() noexcept {
-      std::unique_lock lock(gate->mutex);
-      gate->entered = true;
-      gate->cv.notify_all();
-      gate->cv.wait_for(lock, kBound, [&] { return gate->open; });
-    };
+    auto gate = std::make_shared<ctxpp_test::HoldGate>();
+    auto hold = [gate]() noexcept { gate->hold(kBound); };
     std::stop_callback<decltype(hold)> held(merged->ctx.stop_token(), hold);
     std::thread b([cancel = other.cancel] { cancel(cause_a()); });
-    {
-      std::unique_lock lock(gate->mutex);
-      ASSERT_TRUE(gate->cv.wait_for(lock, kBound, [&] { return gate->entered; })) << dump_process();
-    }
+    ASSERT_TRUE(gate->wait_entered(kBound)) << dump_process();
     auto dropper = std::make_shared<Dropper>();
     dropper->merged = std::move(merged);
     std::thread d([dropper] {
@@ -1663,11 +1610,7 @@ TEST(Merge, DroppingItWhileOtherIsEndingItNeitherHangsNorFreesItEarly) {
     });
     while (!dropper->started) std::this_thread::yield();
     for (int i = 0; i < round % 16; ++i) std::this_thread::yield();
-    {
-      std::lock_guard lock(gate->mutex);
-      gate->open = true;
-    }
-    gate->cv.notify_all();
+    gate->release();
     b.join();
     const clock::time_point until = clock::now() + kBound;
     while (!dropper->finished && clock::now() < until) std::this_thread::yield();
