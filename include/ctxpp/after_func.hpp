@@ -58,7 +58,12 @@ class [[nodiscard]] AfterFuncHandle {
 
 /// Runs f once, on a thread of the shared executor, after ctx is done (at once,
 /// still on the executor, if it already is). On a context that can never end, f
-/// never runs. f must not throw: an exception escaping f calls std::terminate.
+/// never runs. The registration holds no reference on ctx: if every handle to a
+/// live ctx and to its descendants goes away, the node is freed, the registration
+/// with it, and f never runs, even if an ancestor is cancelled later (unlike Go,
+/// where the parent keeps such a context reachable). Keep a handle to ctx for as
+/// long as f may be wanted.
+/// f must not throw: an exception escaping f calls std::terminate.
 /// Cost: one allocation for the registration; the executor's threads are shared
 /// (created on demand, idle ones retire), never one per call.
 /// Errors: std::bad_alloc; f is not run then.
