@@ -309,7 +309,11 @@ Expanded expand(SignalNode* node, Propagation& work) noexcept {
   for (;;) {
     const std::uint32_t state = lock(node);
     const std::size_t count = pop_children(node->children_, batch);
-    CallbackBase* callback = node->callbacks_;
+    // Children first, callbacks only once no child is left: a popped callback must
+    // run right after the unlock. Ending children can wait (a merge child waits
+    // for its listener running elsewhere); a callback popped but not yet run
+    // meanwhile would make its own deregistration wait for nothing [6].
+    CallbackBase* callback = count == 0 ? node->callbacks_ : nullptr;
     bool removed = false;
     if (callback != nullptr) {
       node->callbacks_ = callback->next_;
@@ -331,9 +335,7 @@ Expanded expand(SignalNode* node, Propagation& work) noexcept {
     unlock(node, state);
 
     pending |= end_children(batch, count, hops, work);
-    // `removed` already set: ending a child deregistered this very callback on this
-    // thread before it ran (merge(x, x)): it must not run, and may be gone.
-    if (callback != nullptr && !removed) {
+    if (callback != nullptr) {
       ++tls_firing_depth;
       callback->fire_(callback);
       --tls_firing_depth;
