@@ -65,7 +65,8 @@ class [[nodiscard]] AfterFuncHandle {
 /// long as f may be wanted.
 /// f must not throw: an exception escaping f calls std::terminate.
 /// Cost: one allocation for the registration; the executor's threads are shared
-/// (created on demand, idle ones retire), never one per call.
+/// (created on demand; idle ones retire but one, kept for the next burst), never
+/// one per call.
 /// Errors: std::bad_alloc; f is not run then.
 AfterFuncHandle after_func(const Context& ctx, std::function<void()> f);
 
