@@ -166,9 +166,7 @@ void AfterFuncHandle::wait() const noexcept { (void)wait_for(clock::duration::ma
 
 bool AfterFuncHandle::wait_for(clock::duration d) const noexcept {
   if (state_ == nullptr) return true;
-  const clock::time_point now = clock::now();
-  const clock::time_point deadline =
-      d > clock::time_point::max() - now ? clock::time_point::max() : now + d;
+  const clock::time_point deadline = detail::saturating_add(clock::now(), d);
   for (;;) {
     std::uint32_t value = state_->status.load(std::memory_order_acquire);
     const std::uint32_t status = value & detail::kStatusMask;

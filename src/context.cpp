@@ -695,15 +695,6 @@ NodeBase& todo_node() noexcept {
   return node;
 }
 
-// now + d without overflow: clamps to time_point::max() / min().
-clock::time_point saturating_add(clock::time_point now, clock::duration d) noexcept {
-  clock::rep sum = 0;
-  if (__builtin_add_overflow(now.time_since_epoch().count(), d.count(), &sum)) {
-    return d.count() > 0 ? clock::time_point::max() : clock::time_point::min();
-  }
-  return clock::time_point(clock::duration(sum));
-}
-
 // now: the caller's clock reading if it has one (with_timeout), else nullopt; a
 // clock read costs about as much as the rest of the call.
 WithCancel<Context, CancelFunc> make_timer(const Context& parent, clock::time_point d,

@@ -116,6 +116,15 @@ inline void unlock(SignalNode* node, std::uint32_t state) noexcept {
 // Sets bits while the lock is free; returns the previous word.
 std::uint32_t set_bits(SignalNode* node, std::uint32_t bits) noexcept;
 
+// now + d without overflow: clamps to time_point::max() / min().
+inline clock::time_point saturating_add(clock::time_point now, clock::duration d) noexcept {
+  clock::rep sum = 0;
+  if (__builtin_add_overflow(now.time_since_epoch().count(), d.count(), &sum)) {
+    return d.count() > 0 ? clock::time_point::max() : clock::time_point::min();
+  }
+  return clock::time_point(clock::duration(sum));
+}
+
 // Adds a reference unless the count is already zero (the node is being freed).
 inline bool try_add_ref(NodeBase* node) noexcept {
   std::uint32_t refs = node->refs_.load(std::memory_order_relaxed);

@@ -110,10 +110,7 @@ bool Context::wait_until(clock::time_point t) const noexcept {
 
 bool Context::wait_for(clock::duration d) const noexcept {
   if (d <= clock::duration::zero()) return done();
-  const clock::time_point now = clock::now();
-  const clock::time_point t =
-      d > clock::time_point::max() - now ? clock::time_point::max() : now + d;
-  return wait_until(t);
+  return wait_until(detail::saturating_add(clock::now(), d));
 }
 
 }  // namespace ctxpp
