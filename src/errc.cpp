@@ -1,6 +1,7 @@
 // Error category of ctxpp: the two outcomes of a context and their portable
 // equivalents.
 #include "ctxpp/errc.hpp"
+#include "ctxpp/failure.hpp"
 
 #include <string>
 
@@ -45,6 +46,45 @@ std::error_code make_error_code(errc e) noexcept {
 
 std::error_condition make_error_condition(errc e) noexcept {
   return context_category().default_error_condition(static_cast<int>(e));
+}
+
+}  // namespace ctxpp
+
+namespace ctxpp {
+namespace {
+
+class FailureCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "ctxpp.failure"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<failure>(value)) {
+      case failure::exception:
+        return "an exception was thrown";
+      case failure::not_joined:
+        return "task group destroyed without wait()";
+      case failure::budget_exceeded:
+        return "time budget exceeded";
+      case failure::abandoned:
+        return "blocking call abandoned";
+      case failure::abandon_limit:
+        return "too many abandoned blocking calls";
+      case failure::rejected:
+        return "no longer accepting work";
+    }
+    return "unknown ctxpp.failure " + std::to_string(value);
+  }
+};
+
+}  // namespace
+
+const std::error_category& failure_category() noexcept {
+  static const FailureCategory category;
+  return category;
+}
+
+std::error_code make_error_code(failure f) noexcept {
+  return {static_cast<int>(f), failure_category()};
 }
 
 }  // namespace ctxpp
