@@ -86,6 +86,10 @@ class BlockingCall {
   // Calls the interrupt hook, if any. Caller thread, at most once.
   virtual void interrupt() noexcept = 0;
   virtual bool has_interrupt() const noexcept = 0;
+  // Destroys the stored value or exception. Worker thread, once the caller has
+  // abandoned the call (it never reads them then), so that they are released there
+  // even if the caller still holds its reference for a moment.
+  virtual void discard() noexcept = 0;
 };
 
 enum class BlockingOutcome {
@@ -131,6 +135,10 @@ class BlockingCallOf final : public BlockingCall {
     if constexpr (!std::is_same_v<I, std::nullptr_t>) interrupt_();
   }
   bool has_interrupt() const noexcept override { return !std::is_same_v<I, std::nullptr_t>; }
+  void discard() noexcept override {
+    value_.reset();
+    exception_ = nullptr;
+  }
 
   std::exception_ptr exception_;
   std::optional<std::conditional_t<std::is_void_v<Value>, char, Value>> value_;
@@ -197,7 +205,8 @@ std::size_t abandoned_calls_total() noexcept;
 
 /// The cap on abandoned calls running at once; at the cap, call_blocking refuses
 /// new calls with failure::abandon_limit. Default 64. Thread safety: any thread;
-/// a lower cap does not affect calls already abandoned.
+/// a lower cap does not affect calls already abandoned. Calls already accepted can
+/// still be abandoned, so the count can pass the cap by the calls in flight.
 /// Errors: throws std::invalid_argument for 0.
 void set_abandoned_limit(std::size_t limit);
 std::size_t abandoned_limit() noexcept;
