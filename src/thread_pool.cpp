@@ -1,6 +1,9 @@
 // ThreadPool: an elastic, bounded pool. Threads start on demand (never more than
-// max_threads), idle ones exit after idle_timeout, and exited threads are joined by
-// the next caller that holds the lock, so no thread is ever detached.
+// max_threads) and idle ones exit after idle_timeout. A thread that retires while
+// the pool lives detaches itself: nobody may ever call the pool again to join it
+// (the shared pools are never destroyed), and an unjoined thread keeps its stack.
+// Threads that exit because the pool is being destroyed are joined by the
+// destructor, so no task or thread outlives it.
 //
 // Invariant: idle_ counts threads blocked in ready_.wait; wakeups_ counts
 // notifications granted to them and not yet consumed. A task finds an idle thread
@@ -71,7 +74,14 @@ void ThreadPool::work(std::list<std::thread>::iterator self) {
         lock, idle_timeout_, [this] { return wakeups_ > 0 || stopping_ || !queue_.empty(); });
     --idle_;
     if (wakeups_ > 0) --wakeups_;
-    if (!woken && queue_.empty()) break;  // idle too long: exit
+    if (!woken && queue_.empty() && !stopping_) {
+      // Idle too long: retire. Under the lock, so the destructor (which waits on
+      // all_exited_ with it) sees either this thread listed or gone.
+      self->detach();
+      threads_.erase(self);
+      all_exited_.notify_all();
+      return;
+    }
   }
   finished_.push_back(self);
   all_exited_.notify_all();

@@ -152,20 +152,6 @@ std::size_t process_thread_count() {
   return count;
 }
 
-// The shared blocking pool is never destroyed, and a ThreadPool joins a thread that
-// retired (idle for 2 s) only on its next execute(): one that retired before the
-// process exits is never joined, which TSan reports as a thread leak when a run
-// (--gtest_repeat) ends more than 2 s after the pool's last use. One more call at
-// the very end joins it; the thread that takes this call is still alive at exit.
-class JoinRetiredPoolThreads final : public ::testing::Environment {
- public:
-  void TearDown() override {
-    (void)call_blocking(background(), [] {});
-  }
-};
-[[maybe_unused]] ::testing::Environment* const join_retired_pool_threads =
-    ::testing::AddGlobalTestEnvironment(new JoinRetiredPoolThreads);
-
 // ---------------------------------------------------------------------------
 // Real blocking calls.
 
