@@ -88,3 +88,21 @@ std::error_code make_error_code(failure f) noexcept {
 }
 
 }  // namespace ctxpp
+
+namespace ctxpp::detail {
+namespace {
+
+class SleepCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "ctxpp.sleep"; }
+  std::string message(int) const override { return "slept the full duration"; }
+};
+
+}  // namespace
+
+const std::error_category& sleep_category() noexcept {
+  static const SleepCategory category;
+  return category;
+}
+
+}  // namespace ctxpp::detail

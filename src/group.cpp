@@ -7,7 +7,8 @@
 //      (and captures) were destroyed and its failure recorded.
 //  [2] Every ready task has a runner posted to the executor or a waiting thread
 //      that will take it: runners are interchangeable (each pops whatever task is
-//      ready, or nothing), so a thread that helps in wait() never strands a task.
+//      ready, or nothing), so a thread that helps (in wait(), or in a spawn blocked
+//      by the limit) never strands a task.
 //  [3] slots_in_use never exceeds the limit, except after set_limit lowered it.
 //      Deferred tasks (spawned from inside the group over the limit) take the slot
 //      a finishing task gives up.
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "ctxpp/group.hpp"
 
@@ -28,7 +30,10 @@ namespace ctxpp::detail {
 class GroupState : public std::enable_shared_from_this<GroupState> {
  public:
   GroupState(const Context& parent, Executor& runs_on, SourceLocation where)
-      : executor(&runs_on), created_at(where), uncaught_at_creation(std::uncaught_exceptions()) {
+      : executor(&runs_on),
+        created_at(where),
+        creating_thread(std::this_thread::get_id()),
+        uncaught_at_creation(std::uncaught_exceptions()) {
     auto [child, cancel_child] = with_cancel_cause(parent);
     ctx = std::move(child);
     cancel = std::move(cancel_child);
@@ -63,13 +68,14 @@ class GroupState : public std::enable_shared_from_this<GroupState> {
     return task;
   }
 
-  // Removes task from the ready queue if it is still there.
-  bool unlink_ready(GroupTask* task) noexcept {
+  // Removes task from a queue if it is still there.
+  static bool unlink(GroupTask*& head, GroupTask*& tail, GroupTask* task) noexcept {
     GroupTask* previous = nullptr;
-    for (GroupTask* it = ready_head; it != nullptr; previous = it, it = it->next) {
+    for (GroupTask* it = head; it != nullptr; previous = it, it = it->next) {
       if (it != task) continue;
-      (previous != nullptr ? previous->next : ready_head) = it->next;
-      if (ready_tail == it) ready_tail = previous;
+      (previous != nullptr ? previous->next : head) = it->next;
+      if (tail == it) tail = previous;
+      it->next = nullptr;
       return true;
     }
     return false;
@@ -79,7 +85,8 @@ class GroupState : public std::enable_shared_from_this<GroupState> {
   CancelCauseFunc cancel;
   Executor* executor;
   SourceLocation created_at;
-  int uncaught_at_creation;
+  std::thread::id creating_thread;
+  int uncaught_at_creation;  // std::uncaught_exceptions() on creating_thread
 
   std::mutex mutex;
   std::condition_variable changed;  // outstanding or slots_in_use went down
@@ -90,8 +97,10 @@ class GroupState : public std::enable_shared_from_this<GroupState> {
   std::size_t limit = TaskGroup::kNoLimit;
   std::size_t slots_in_use = 0;
   std::size_t outstanding = 0;
-  bool unjoined = false;  // tasks were spawned since the last join
-  std::vector<TaskFailure> failures;
+  bool unjoined = false;               // tasks were spawned since the last join
+  bool failed = false;                 // first_failure is set
+  TaskFailure first_failure;           // kept apart from `failures`: recording it never allocates
+  std::vector<TaskFailure> failures;   // every failure, as far as memory allowed
   std::size_t failures_collected = 0;  // failures a join has reported
   std::vector<std::coroutine_handle<>> join_waiters;
 };
@@ -147,15 +156,25 @@ void group_finish(GroupState& group, std::error_code code, std::exception_ptr ex
     bool first = false;
     {
       std::lock_guard lock(group.mutex);
-      first = group.failures.empty();
+      first = !group.failed;
+      if (first) {
+        group.failed = true;
+        group.first_failure = {code, exception};
+      }
       try {
         group.failures.push_back({code, std::move(exception)});
       } catch (...) {
-        // Out of memory for the record: the first failure is the one that matters,
-        // and it still cancels below.
+        // Out of memory for the list: the first failure is kept apart, and the
+        // count of later ones is what is lost.
       }
     }
-    if (first) group.cancel(code);  // [4]: outside the lock, before leaving outstanding
+    if (first) {
+      // [4]: outside the lock, before leaving outstanding. Callbacks and coroutines
+      // resumed by the cancel are not this group's tasks: clear the mark meanwhile.
+      GroupState* const marked = std::exchange(tls_current_group, nullptr);
+      group.cancel(code);
+      tls_current_group = marked;
+    }
   }
   std::vector<std::coroutine_handle<>> waiters;
   std::size_t promoted = 0;
@@ -175,7 +194,12 @@ void group_finish(GroupState& group, std::error_code code, std::exception_ptr ex
     if (promoted > 0) keep = group.shared_from_this();
   }
   for (; promoted > 0; --promoted) post_runner_or_run(keep);
-  for (std::coroutine_handle<> waiter : waiters) waiter.resume();
+  if (!waiters.empty()) {
+    // A coroutine resumed from join() is not one of this group's tasks.
+    GroupState* const marked = std::exchange(tls_current_group, nullptr);
+    for (std::coroutine_handle<> waiter : waiters) waiter.resume();
+    tls_current_group = marked;
+  }
 }
 
 }  // namespace ctxpp::detail
@@ -197,7 +221,11 @@ TaskGroup::~TaskGroup() {
   }
   state_->cancel(make_error_code(failure::not_joined));
   join_all();
-  if (std::uncaught_exceptions() > state_->uncaught_at_creation) return;  // unwinding: expected
+  // Unwinding through the scope is the expected way to skip wait(). The count is per
+  // thread: on another thread, any exception in flight counts as unwinding.
+  const int baseline =
+      std::this_thread::get_id() == state_->creating_thread ? state_->uncaught_at_creation : 0;
+  if (std::uncaught_exceptions() > baseline) return;
   UnjoinedGroup report;
   report.created_at = state_->created_at;
   report.tasks_joined = tasks;
@@ -234,35 +262,67 @@ void TaskGroup::set_limit(std::size_t limit) {
   for (; promoted > 0; --promoted) detail::post_runner_or_run(state_);
 }
 
-bool TaskGroup::submit(GroupTask* task, Admission admission) {
+TaskGroup::Slot TaskGroup::reserve(Admission admission) {
   GroupState& group = *state_;
   const bool inside = detail::tls_current_group == &group;
+  const bool nested = detail::tls_current_group != nullptr;
+  std::unique_lock lock(group.mutex);
+  while (group.slots_in_use >= group.limit) {
+    if (admission == Admission::refuse) return Slot::refused;
+    if (inside) {  // never block a task of this group: it may hold the slot we wait for
+      ++group.outstanding;
+      group.unjoined = true;
+      return Slot::deferred;
+    }
+    // A caller that is itself a task of some group (an outer task of a nested group)
+    // may occupy the executor thread that the task holding the slot is queued for:
+    // it helps by running queued tasks. Other callers (an acceptor loop) just wait,
+    // so a spawn never runs someone else's task on a thread that does not expect it.
+    GroupTask* queued = nested ? GroupState::pop(group.ready_head, group.ready_tail) : nullptr;
+    if (queued != nullptr) {
+      lock.unlock();
+      detail::run_task(state_, queued);
+      lock.lock();
+      continue;
+    }
+    group.changed.wait(lock);
+  }
+  ++group.slots_in_use;
+  ++group.outstanding;
+  group.unjoined = true;
+  return Slot::running;
+}
+
+void TaskGroup::release(Slot slot) noexcept {
+  if (slot == Slot::refused) return;
+  std::lock_guard lock(state_->mutex);
+  if (slot == Slot::running) --state_->slots_in_use;
+  --state_->outstanding;
+  state_->changed.notify_all();
+}
+
+void TaskGroup::enqueue(GroupTask* task, Slot slot) {
+  GroupState& group = *state_;
   {
-    std::unique_lock lock(group.mutex);
-    while (group.slots_in_use >= group.limit) {
-      if (admission == Admission::refuse) {
-        lock.unlock();
-        delete task;
-        return false;
-      }
-      if (inside) {  // never block a task of this group: it may hold the slot we wait for
+    std::lock_guard lock(group.mutex);
+    if (slot == Slot::deferred) {
+      if (group.slots_in_use >= group.limit) {
         GroupState::push(group.deferred_head, group.deferred_tail, task);
-        ++group.outstanding;
-        group.unjoined = true;
-        return true;
+        return;
       }
-      group.changed.wait(lock);
+      // A slot freed while the task was being made, and the task that freed it found
+      // nothing deferred to promote: take the slot now, or nobody would.
+      ++group.slots_in_use;
     }
     GroupState::push(group.ready_head, group.ready_tail, task);
-    ++group.slots_in_use;
-    ++group.outstanding;
-    group.unjoined = true;
   }
   try {
     group.executor->execute([state = state_] { detail::run_one(state); });
   } catch (...) {
     std::unique_lock lock(group.mutex);
-    if (!group.unlink_ready(task)) return true;  // a waiting thread took it: it runs
+    if (!GroupState::unlink(group.ready_head, group.ready_tail, task)) {
+      return;  // a waiting thread took it: it runs
+    }
     --group.slots_in_use;
     --group.outstanding;
     group.changed.notify_all();
@@ -270,7 +330,6 @@ bool TaskGroup::submit(GroupTask* task, Admission admission) {
     delete task;
     throw;
   }
-  return true;
 }
 
 void TaskGroup::join_all() {
@@ -301,7 +360,7 @@ std::error_code TaskGroup::collect() {
     std::lock_guard lock(state_->mutex);
     state_->unjoined = false;
     state_->failures_collected = state_->failures.size();
-    if (!state_->failures.empty()) first = state_->failures.front();
+    if (state_->failed) first = state_->first_failure;
   }
   state_->cancel({});  // the group's context ends with its join, as errgroup's does
   if (first.exception) std::rethrow_exception(first.exception);

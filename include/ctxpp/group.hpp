@@ -70,12 +70,21 @@ template <class T>
 struct IsResult<Result<T>> : std::true_type {};
 
 // What a task's return value says about its outcome: void succeeds; an error_code
-// or a Result fails when it holds an error. Other return values are ignored.
+// (or an error code or condition enum such as std::errc, or an error_condition) or
+// a Result fails when it holds an
+// error. Other return values are ignored.
 template <class R>
 std::error_code outcome_of(R&& value) noexcept {
   using Value = std::remove_cvref_t<R>;
   if constexpr (std::is_same_v<Value, std::error_code>) {
     return value;
+  } else if constexpr (std::is_error_code_enum_v<Value>) {
+    return std::error_code(value);
+  } else if constexpr (std::is_error_condition_enum_v<Value>) {
+    const std::error_condition condition(value);  // std::errc: the generic category
+    return {condition.value(), condition.category()};
+  } else if constexpr (std::is_same_v<Value, std::error_condition>) {
+    return std::error_code(value.value(), value.category());
   } else if constexpr (IsResult<Value>::value || std::is_base_of_v<Result<void>, Value>) {
     return value.error();
   } else {
@@ -172,7 +181,9 @@ class TaskGroup {
   /// If tasks were spawned since the last wait(): cancels the context (cause
   /// failure::not_joined) and joins them. Outside stack unwinding, that is a bug
   /// (a forgotten wait()) and is reported to the unjoined-group handler with the
-  /// group's creation site and any failure it would have lost.
+  /// group's creation site and any failure it would have lost. Unwinding is told
+  /// apart by std::uncaught_exceptions() on the creating thread; on another thread
+  /// any exception in flight there counts as unwinding.
   /// Blocking: until every task has ended. Must not run inside one of its own tasks.
   ~TaskGroup();
 
@@ -186,26 +197,38 @@ class TaskGroup {
 
   /// Starts f on the executor with the group's context: f(ctx) if it takes a
   /// const Context&, else f(). Its outcome: returning normally (void) succeeds;
-  /// returning a std::error_code or a Result fails if it holds an error; throwing
+  /// returning a std::error_code (or an error code enum such as std::errc, or a
+  /// std::error_condition) or a Result fails if it holds an error; other return
+  /// values are ignored; throwing
   /// fails with failure::exception; returning a ctxpp::Task runs that coroutine and
   /// takes its outcome by the same rules when it ends.
   /// A task spawned after the context ended still runs (it sees a done context),
   /// as in Go's errgroup: the function decides how to wind down.
-  /// Blocking: while the limit is reached, until a task ends — except when called
-  /// from one of this group's own tasks: then it never blocks (the task is queued
-  /// and starts when a slot frees), so a task spawning siblings cannot deadlock.
+  /// Blocking: while the limit is reached, until a task ends. A caller that is
+  /// itself a task of another group (an outer task spawning into a nested group)
+  /// meanwhile runs this group's queued tasks, so it cannot starve a small pool by
+  /// occupying the thread they wait for; other callers just wait. Called from one of
+  /// this group's own tasks, it never blocks (the task is queued and starts when a
+  /// slot frees), so a task spawning siblings cannot deadlock. TRICKY: a coroutine
+  /// task is recognised as "one of this group's own tasks" only until its first
+  /// suspension (the mark is per thread, and it may resume anywhere): after that,
+  /// spawn from it with try_spawn, or it may wait for the slot it holds itself.
   /// Cost: one allocation and an executor hand-off.
   /// Errors: std::bad_alloc, or what the executor throws (f is not run then).
   template <class F>
   void spawn(F&& f) {
-    submit(new detail::GroupTaskOf<std::decay_t<F>>(std::forward<F>(f)), Admission::block);
+    const Slot slot = reserve(Admission::block);
+    enqueue(make_task(std::forward<F>(f), slot), slot);
   }
 
-  /// Like spawn, but never blocks: returns false (and does not run f) when the
-  /// limit is reached.
+  /// Like spawn, but never blocks: returns false when the limit is reached; f is
+  /// then neither run nor moved from (the caller may retry with it).
   template <class F>
   bool try_spawn(F&& f) {
-    return submit(new detail::GroupTaskOf<std::decay_t<F>>(std::forward<F>(f)), Admission::refuse);
+    const Slot slot = reserve(Admission::refuse);
+    if (slot == Slot::refused) return false;
+    enqueue(make_task(std::forward<F>(f), slot), slot);
+    return true;
   }
 
   /// Joins every task spawned so far (including ones spawned while waiting), then
@@ -215,12 +238,15 @@ class TaskGroup {
   /// nested groups on a small pool make progress.
   /// Blocking: until every task ended. Later calls return the same first failure.
   /// Errors: throws std::logic_error if called from one of the group's own tasks
-  /// (it would wait for itself).
+  /// (it would wait for itself) — detected for plain tasks and for coroutine tasks
+  /// before their first suspension; later, or from a task of a nested group, such a
+  /// call deadlocks.
   std::error_code wait();
 
   /// Awaitable join for coroutines: `std::error_code ec = co_await group.join();`
   /// Same outcome as wait(); the awaiting coroutine resumes in the thread that
-  /// finished the last task (or at once if none is running).
+  /// finished the last task (or at once if none is running). Awaiting it from one
+  /// of the group's own tasks never resumes.
   auto join() noexcept {
     struct Awaiter {
       TaskGroup* group;
@@ -242,7 +268,28 @@ class TaskGroup {
 
  private:
   enum class Admission { block, refuse };
-  bool submit(detail::GroupTask* task, Admission admission);
+  enum class Slot { running, deferred, refused };
+
+  // Takes a running slot (waiting, and meanwhile running queued tasks of this group,
+  // while the limit is reached), or a deferred place for a task of this group, or
+  // refuses.
+  Slot reserve(Admission admission);
+  // Queues task in the reserved place and, for a running slot, hands it to the
+  // executor. Errors: what the executor throws (the task is then not run, unless a
+  // waiting thread already took it).
+  void enqueue(detail::GroupTask* task, Slot slot);
+  // Gives back a reserved place that will not be used.
+  void release(Slot slot) noexcept;
+  // Allocates the task; on failure gives back the reserved place and rethrows.
+  template <class F>
+  detail::GroupTask* make_task(F&& f, Slot slot) {
+    try {
+      return new detail::GroupTaskOf<std::decay_t<F>>(std::forward<F>(f));
+    } catch (...) {
+      release(slot);
+      throw;
+    }
+  }
   bool idle() const noexcept;
   bool suspend_until_idle(std::coroutine_handle<> handle);
   void join_all();

@@ -21,6 +21,7 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -127,16 +128,20 @@ class [[nodiscard]] Task {
   void swap(Task& other) noexcept { std::swap(handle_, other.handle_); }
 
   /// Starts the task and suspends the awaiter until it finishes; evaluates to its
-  /// value or rethrows its exception.
+  /// value or rethrows its exception. Errors: std::logic_error on an empty
+  /// (moved-from) Task.
   auto operator co_await() && noexcept {
     struct Awaiter {
       std::coroutine_handle<promise_type> handle;
-      bool await_ready() const noexcept { return !handle; }
+      bool await_ready() const noexcept { return !handle; }  // empty: await_resume throws
       std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
         handle.promise().continuation_ = awaiting;
         return handle;  // symmetric transfer: start the task on this thread
       }
-      T await_resume() { return handle.promise().take(); }
+      T await_resume() {
+        if (!handle) throw std::logic_error("co_await on an empty ctxpp::Task (moved from)");
+        return handle.promise().take();
+      }
     };
     return Awaiter{handle_};
   }
@@ -211,20 +216,31 @@ class [[nodiscard]] ResumeOn {
 /// co_await resume_on(pool): continue on pool.
 inline ResumeOn resume_on(Executor& executor) noexcept { return ResumeOn(executor); }
 
+namespace detail {
+// The cause sleep_for gives its own timer, to tell "slept the full time" from "ctx
+// ended" without a race: a context's first ending wins, cause included.
+const std::error_category& sleep_category() noexcept;
+}  // namespace detail
+
 /// Suspends for d, or until ctx ends, whichever is first. Evaluates to {} after
-/// the full d, or to ctx.err() when ctx ended first.
+/// the full d, or to ctx.err() when ctx ended first (decided by whichever ended the
+/// sleep, not by what happened during the hop to the executor).
 /// Where it resumes: on executor (default_executor() by default), never on ctxpp's
-/// timer thread or inside the canceller.
+/// timer thread or inside the canceller — unless executor runs tasks inline
+/// (InlineExecutor): then on whichever thread ended the sleep.
 /// Cost: one context child with a timer entry and one executor hand-off.
 /// Errors: std::bad_alloc; a non-positive d still hops through the executor.
 inline Task<std::error_code> sleep_for(Context ctx, clock::duration d,
                                        Executor& executor = default_executor()) {
+  std::error_code result;
   {
-    auto [timer, cancel_timer] = with_timeout(ctx, d);
+    const std::error_code slept(1, detail::sleep_category());
+    auto [timer, cancel_timer] = with_timeout_cause(ctx, d, slept);
     co_await cancelled(timer);
+    if (timer.cause() != slept) result = timer.err();  // ctx ended first: its err()
   }
   co_await resume_on(executor);
-  co_return ctx.err();
+  co_return result;
 }
 
 }  // namespace ctxpp
