@@ -67,11 +67,16 @@ TEST(Shutdown, EscalatesToForcedCancellationAfterTheGrace) {
   auto stubborn = shutdown.admit();
   auto quick = shutdown.admit();
   ASSERT_TRUE(stubborn && quick);
-  std::thread quick_worker([token = std::move(*quick)]() mutable { token.reset(); });
+  ctxpp_test::Gate draining;
+  ctxpp::ScopedCallback on_drain(shutdown.drain_context(), [&]() noexcept { draining.open(); });
+  std::thread quick_worker([&, token = std::move(*quick)]() mutable {
+    EXPECT_TRUE(draining.wait());  // finishes during the grace, not before run()
+    token.reset();
+  });
   std::thread stubborn_worker([token = std::move(*stubborn)]() mutable {
     token.context().wait();  // only stops when forced
   });
-  const ctxpp::ShutdownReport report = shutdown.run(20ms, ctxpp_test::kLongBound);
+  const ctxpp::ShutdownReport report = shutdown.run(200ms, ctxpp_test::kLongBound);
   quick_worker.join();
   stubborn_worker.join();
   EXPECT_EQ(report.outcome, ShutdownOutcome::forced);
@@ -79,7 +84,7 @@ TEST(Shutdown, EscalatesToForcedCancellationAfterTheGrace) {
   EXPECT_EQ(report.finished_gracefully, 1U);
   EXPECT_EQ(report.finished_forced, 1U);
   EXPECT_EQ(report.still_running, 0U);
-  EXPECT_GE(report.forcing_at - report.draining_at, 20ms);
+  EXPECT_GE(report.forcing_at - report.draining_at, 200ms);
   EXPECT_EQ(shutdown.force_context().err(), ctxpp::errc::canceled);
 }
 
