@@ -588,6 +588,16 @@ bool CleanupCoordinator::remove(Id id) noexcept {
   return true;
 }
 
+bool CleanupCoordinator::dismiss() noexcept {
+  std::map<Id, Resource> dismissed;  // destroyed after unlocking (invariant 3)
+  std::lock_guard lock(state_->mutex);
+  if (state_->started) return false;
+  dismissed.swap(state_->registered);
+  state_->report.records.clear();  // invariant 5: only default entries so far
+  state_->slots.clear();
+  return true;
+}
+
 void CleanupCoordinator::cleanup_now() noexcept {
   // TRICKY: begin() may end in on_report, which may destroy *this: from here on
   // only the local reference to the State is touched.

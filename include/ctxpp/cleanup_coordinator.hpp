@@ -194,6 +194,14 @@ class CleanupCoordinator {
   /// released). Its functions are destroyed before it returns, unlocked.
   bool remove(Id id) noexcept;
 
+  /// Commits: unregisters every resource at once, as one decision. True if cleanup
+  /// had not begun (the coordinator will release none of them; later add()s are
+  /// registered as usual); false if it had (nothing changes: every resource is being
+  /// released, as the report will say). Unlike a series of remove() calls, cleanup
+  /// cannot begin half-way through. Functions are destroyed before it returns,
+  /// unlocked. Cost: O(registered resources).
+  bool dismiss() noexcept;
+
   /// Starts cleanup now, as if the context had ended, in the calling thread: the
   /// try_release calls run here and blocking releases are dispatched before it
   /// returns (it may deliver the report too). Does nothing if cleanup has begun;

@@ -603,6 +603,55 @@ TEST(CleanupCoordinator, RemoveOnceCleanupBeganReturnsFalseAndTheReleaseStillRun
   EXPECT_EQ(report.count(ReleaseOutcome::released), 2U);
 }
 
+TEST(CleanupCoordinator, DismissBeforeCleanupReleasesNothingAndLaterAddsCount) {
+  auto [ctx, cancel] = with_cancel(background());
+  CleanupCoordinator cleanup(ctx, {.background = test_cleaner()});
+  std::atomic<int> dismissed_calls{0};
+  std::atomic<int> later_calls{0};
+  for (int i = 0; i < 3; ++i) {
+    cleanup.add({.name = "dismissed",
+                 .try_release =
+                     [&] {
+                       ++dismissed_calls;
+                       return true;
+                     },
+                 .release = [&](const Context&) { ++dismissed_calls; }});
+  }
+  EXPECT_TRUE(cleanup.dismiss()) << "the commit happened before cleanup began";
+  EXPECT_EQ(cleanup.pending(), 0U);
+  cleanup.add({.name = "later", .try_release = [&] {
+                 ++later_calls;
+                 return true;
+               }});
+  cancel();
+  const CleanupReport report = cleanup.wait();
+  EXPECT_EQ(names(report), std::vector<std::string>{"later"});
+  EXPECT_EQ(dismissed_calls.load(), 0);
+  EXPECT_EQ(later_calls.load(), 1);
+}
+
+TEST(CleanupCoordinator, DismissOnceCleanupBeganReturnsFalseAndEveryReleaseRuns) {
+  auto [ctx, cancel] = with_cancel(background());
+  CleanupCoordinator cleanup(ctx, {.background = test_cleaner()});
+  HoldGate held;
+  std::atomic<int> second_calls{0};
+  cleanup.add({.name = "first", .priority = Priority::critical, .try_release = [&] {
+                 held.hold();
+                 return true;
+               }});
+  cleanup.add({.name = "second", .try_release = [&] {
+                 ++second_calls;
+                 return true;
+               }});
+  cancel();
+  ASSERT_TRUE(held.wait_entered());  // cleanup is under way: too late to commit
+  EXPECT_FALSE(cleanup.dismiss());
+  held.release();
+  const CleanupReport report = cleanup.wait();
+  EXPECT_EQ(second_calls.load(), 1);
+  EXPECT_EQ(report.count(ReleaseOutcome::released), 2U);
+}
+
 TEST(CleanupCoordinator, AddAfterCleanupBeganReleasesAtOnceAndAppendsToTheReport) {
   auto [ctx, cancel] = with_cancel(background());
   CleanupCoordinator cleanup(ctx, {.background_timeout = kLongBound, .background = test_cleaner()});
