@@ -166,6 +166,11 @@ class BlockingCallOf final : public BlockingCall {
 /// Thread safety: any thread; fn and interrupt run on different threads at the same
 /// time, so interrupt must be safe to call while fn runs (sqlite3_interrupt,
 /// PQcancel and shutdown() are). interrupt must not throw (std::terminate).
+/// TRICKY: interrupt is called once. A hook that only stops work already under way
+/// (sqlite3_interrupt while no statement runs yet) can miss a call that had not
+/// reached that point; then the call is abandoned after the grace. Pair such a hook
+/// with a check of the context inside fn (SQLite's progress handler reading
+/// ctx.done()), or use a hook whose effect sticks (shutdown() on a socket).
 /// Blocking: until fn returns or ctx ends (+ interrupt_grace with a hook).
 /// Ownership: fn and interrupt are moved into a state shared with the worker; what
 /// they capture by reference must outlive an abandoned call: capture by value.
