@@ -9,6 +9,8 @@
 # Knobs (environment):
 #   QUICK=1          fewer repetitions everywhere, skips std's 10,000-thread W6 (~2 min)
 #   SKIP_GO=1 SKIP_STD=1 SKIP_TOKIO=1 SKIP_BUILD=1
+#   SKIP_STRUCTURED=1  skip the task-group/call_blocking (G*, B*) and cleanup (C1)
+#                      suites, which carry their own std baselines (~1.5 min)
 #   SHARED_BENCH=dir  the baselines (default: ../shared/bench next to the repository)
 #   OUT=dir           output directory (default: build/bench)
 #   WAIT_QUIET=secs   first wait up to secs for the 1-min load average to drop below 1
@@ -73,7 +75,8 @@ fi
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building the release preset (ctxpp-bench)"
   (cd "$root" && cmake --preset release >"$out/build.log" 2>&1 &&
-    cmake --build --preset release --target ctxpp-bench >>"$out/build.log" 2>&1) || {
+    cmake --build --preset release --target ctxpp-bench ctxpp-group-bench ctxpp-cleanup-bench \
+      >>"$out/build.log" 2>&1) || {
     cat "$out/build.log" >&2
     exit 1
   }
@@ -150,5 +153,28 @@ for note in "${notes[@]+"${notes[@]}"}"; do note_args+=(--note "$note"); done
   python3 "$here/compare.py" --ours "$out/ctxpp.jsonl" --go "$out/go.jsonl" \
     --std "$out/std.jsonl" --tokio "$out/tokio.jsonl" "${note_args[@]+"${note_args[@]}"}"
 } >"$out/table.md"
+
+# --- structured concurrency and cleanup (own std baselines, same run) --------------------
+if [[ "${SKIP_STRUCTURED:-0}" != 1 ]]; then
+  for suite in group cleanup; do
+    suite_bin="$root/build/release/bench/ctxpp-$suite-bench"
+    [[ -x "$suite_bin" ]] || { log "missing $suite_bin, skipped"; continue; }
+    log "running ctxpp-$suite-bench"
+    SECONDS=0
+    if "$suite_bin" --benchmark_color=false >"$out/$suite.txt" 2>"$out/$suite.log"; then
+      log "ctxpp-$suite-bench done in ${SECONDS}s"
+      {
+        echo
+        echo "### ctxpp-$suite-bench"
+        echo '```'
+        grep -E '^\|' "$out/$suite.txt" || true
+        grep -E '(_median|goal|exit check)' "$out/$suite.txt" || true
+        echo '```'
+      } >>"$out/table.md"
+    else
+      echo "ctxpp-$suite-bench failed, see build/bench/$suite.log" >>"$out/table.md"
+    fi
+  done
+fi
 cat "$out/table.md"
 log "raw results and table in ${out#"$root"/}/"
