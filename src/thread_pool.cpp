@@ -110,7 +110,7 @@ std::size_t ThreadPool::queued() const {
 
 Executor& default_executor() noexcept {
   static auto* pool = new ThreadPool(
-      std::max<std::size_t>(4, 2 * static_cast<std::size_t>(std::thread::hardware_concurrency())));
+      std::max<std::size_t>(64, 8 * static_cast<std::size_t>(std::thread::hardware_concurrency())));
   return *pool;
 }
 

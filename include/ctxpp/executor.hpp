@@ -86,9 +86,13 @@ class ThreadPool final : public Executor {
   bool stopping_ = false;
 };
 
-/// The shared pool task groups use by default: at most max(4, 2 × hardware
-/// threads) threads, idle ones exit after 2 s. Never destroyed (tasks may still run
-/// during static destruction). Thread safety: any thread. Cost: none after first use.
+/// The shared pool task groups use by default: at most max(64, 8 × hardware
+/// threads) threads, started only on demand; idle ones exit after 2 s. The bound is
+/// generous because request tasks block (a query, an upstream call, waiting for
+/// their context): tasks beyond it queue, and tasks that wait for a queued sibling
+/// would wait forever. Give CPU-bound work its own ThreadPool sized to the cores.
+/// Never destroyed (tasks may still run during static destruction).
+/// Thread safety: any thread. Cost: none after first use.
 Executor& default_executor() noexcept;
 
 /// Runs every task at once in the calling thread. For tests and for work that is
