@@ -22,10 +22,14 @@
 #include <ctxpp/result.hpp>
 #include <ctxpp/task.hpp>
 
+#include "support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = ctxpp::clock;
+using pattern_support::expect;
+using pattern_support::verdict;
 
 // How long the simulated services take.
 constexpr auto kWarehouseRoundTrip = 20ms;
@@ -345,14 +349,6 @@ Run run_checkout(const ctxpp::Context& server, Shop& shop, const Order& order, T
   return run;
 }
 
-int failures = 0;
-
-void expect(bool condition, const char* what) {
-  if (condition) return;
-  std::printf("  FAILED: %s\n", what);
-  ++failures;
-}
-
 }  // namespace
 
 int main() {
@@ -408,6 +404,5 @@ int main() {
   expect(shop.notifications.sent() == 1, "exactly one receipt was sent");
   server.cancel();
 
-  std::printf("%s\n", failures == 0 ? "checkout pattern: ok" : "checkout pattern: FAILED");
-  return failures == 0 ? 0 : 1;
+  return verdict("checkout pattern");
 }

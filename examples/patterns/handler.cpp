@@ -33,10 +33,15 @@
 #include <ctxpp/result.hpp>
 #include <ctxpp/scoped_callback.hpp>
 
+#include "support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = ctxpp::clock;
+using pattern_support::expect;
+using pattern_support::Milestone;
+using pattern_support::verdict;
 
 std::error_code errno_error() { return {errno, std::system_category()}; }
 
@@ -51,26 +56,6 @@ std::error_code sqlite_error(int code) {
   static const SqliteCategory category;
   return {code, category};
 }
-
-// A one-shot signal with a bounded wait: threads meet at a named point instead of
-// sleeping and hoping.
-class Milestone {
- public:
-  void reach() {
-    std::lock_guard lock(mutex_);
-    reached_ = true;
-    changed_.notify_all();
-  }
-  bool wait_for(Clock::duration limit) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, limit, [&] { return reached_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool reached_ = false;
-};
 
 // When a part of the handler stopped, for the checks.
 class StopTime {
@@ -422,14 +407,6 @@ Response handle(const ctxpp::Context& ctx, const Request& request, Services& ser
 
 // --- three requests ---------------------------------------------------------------------------
 
-int failures = 0;
-
-void expect(bool condition, const char* what) {
-  if (condition) return;
-  std::printf("  FAILED: %s\n", what);
-  ++failures;
-}
-
 // The guarantees after every request, whatever its outcome.
 void expect_nothing_running(Services& services, UpstreamServer& upstream) {
   expect(!services.query_probe->running.load(), "the SQLite query is not running");
@@ -542,6 +519,5 @@ int main() {
   server.cancel();
   // An abandoned query would still use the connection: leave it open then (failed anyway).
   if (ctxpp::abandoned_call_count() == 0) sqlite3_close(db);
-  std::printf("%s\n", failures == 0 ? "handler pattern: ok" : "handler pattern: FAILED");
-  return failures == 0 ? 0 : 1;
+  return verdict("handler pattern");
 }

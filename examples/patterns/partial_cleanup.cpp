@@ -12,7 +12,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -32,34 +31,19 @@
 #include <ctxpp/context.hpp>
 #include <ctxpp/result.hpp>
 
+#include "support.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = ctxpp::clock;
+using pattern_support::expect;
+using pattern_support::Milestone;
+using pattern_support::verdict;
 
 constexpr auto kGoodbye = 40ms;   // a polite close waits this long for the peer
 constexpr auto kUndoBudget = 2s;  // version 1: each undo's; version 2: the cleaner's
-
-// A one-shot signal with a bounded wait: threads meet at a named point instead of
-// sleeping and hoping.
-class Milestone {
- public:
-  void reach() {
-    std::lock_guard lock(mutex_);
-    reached_ = true;
-    changed_.notify_all();
-  }
-  bool wait_for(Clock::duration limit) {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, limit, [&] { return reached_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool reached_ = false;
-};
 
 // --- what the steps touch ------------------------------------------------------------------
 
@@ -388,14 +372,6 @@ void print(const ctxpp::CleanupReport& report) {
   }
 }
 
-int failures = 0;
-
-void expect(bool condition, const char* what) {
-  if (condition) return;
-  std::printf("  FAILED: %s\n", what);
-  ++failures;
-}
-
 std::vector<std::string> files_in(const fs::path& dir) {
   std::vector<std::string> names;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
@@ -525,7 +501,5 @@ int main() {
   server.cancel();
   std::error_code error;
   fs::remove(workspace.dir, error);  // fails unless empty: then the check above failed too
-  std::printf("%s\n",
-              failures == 0 ? "partial cleanup pattern: ok" : "partial cleanup pattern: FAILED");
-  return failures == 0 ? 0 : 1;
+  return verdict("partial cleanup pattern");
 }

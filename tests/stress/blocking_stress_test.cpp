@@ -9,10 +9,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -25,71 +23,23 @@
 #include "ctxpp/blocking.hpp"
 #include "ctxpp/context.hpp"
 #include "ctxpp/executor.hpp"
-#include "support/test_support.hpp"
+#include "support/stress_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using ctxpp::background;
 using ctxpp::clock;
-using ctxpp_test::kAsan;
-using ctxpp_test::kTsan;
+using ctxpp_test::announce_seed;
+using ctxpp_test::scaled;
+using ctxpp_test::TimeBudget;
+using ctxpp_test::Watchdog;
 
-constexpr clock::duration kTimeBudget = 5s;      // per test: stop early, report how far we got
-constexpr clock::duration kWatchdogLimit = 90s;  // per test: a hang, not slowness
-
-int scaled(int iterations) {
-  if (kTsan) return iterations / 10;
-  if (kAsan) return iterations / 4;
-  return iterations;
-}
-
-std::uint64_t test_seed() {
-  std::uint64_t seed = 0;
-  if (const char* text = std::getenv("CTXPP_SEED")) {
-    seed = std::strtoull(text, nullptr, 0);
-  } else {
-    seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32U) ^ std::random_device{}();
-  }
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[ seed     ] %s.%s seed=%llu (replay: CTXPP_SEED=%llu)\n", info->test_suite_name(),
-              info->name(), static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
-  ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  return seed;
-}
-
-// Aborts with the seed and a thread dump if the test is still running after the
-// limit: a deadlock must fail the test, not hang CTest.
-class Watchdog {
- public:
-  explicit Watchdog(std::uint64_t seed) : seed_(seed), thread_([this] { watch(); }) {}
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void watch() {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, kWatchdogLimit, [this] { return stop_; })) return;
-    std::fprintf(stderr, "HANG: still running after the watchdog limit, seed=%llu%s\n",
-                 static_cast<unsigned long long>(seed_), ctxpp_test::describe_threads().c_str());
-    std::abort();
-  }
-
-  std::uint64_t seed_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+// Per test: stop early at kStressWallTime (5 s) and report how far we got; abort at the
+// watchdog limit (a hang, not slowness).
+constexpr clock::duration kWatchdogLimit = 90s;
+// Iterations are cut 10x under TSan (scaled) and 4x under ASan.
+constexpr int kAsanCut = 4;
 
 // What one call's function did, seen from outside.
 struct Probe {
@@ -218,7 +168,7 @@ void run_callers(std::uint64_t seed, int threads, int iterations_per_thread,
                  ctxpp::Executor& small_pool, std::atomic<long>& live, Tally& tally,
                  std::vector<std::shared_ptr<Probe>>& never_run,
                  std::vector<std::shared_ptr<Probe>>& left_running, long& iterations_done) {
-  const clock::time_point start = clock::now();
+  const TimeBudget budget;
   std::mutex merge_mutex;
   std::atomic<long> done{0};
   std::vector<std::thread> callers;
@@ -227,7 +177,7 @@ void run_callers(std::uint64_t seed, int threads, int iterations_per_thread,
       std::mt19937_64 random(seed + static_cast<std::uint64_t>(t));
       std::vector<std::shared_ptr<Probe>> my_never_run;
       std::vector<std::shared_ptr<Probe>> my_left_running;
-      for (int i = 0; i < iterations_per_thread && clock::now() - start < kTimeBudget; ++i) {
+      for (int i = 0; i < iterations_per_thread && !budget.out_of_time(); ++i) {
         one_call(random, small_pool, live, tally, my_never_run, my_left_running);
         done.fetch_add(1, std::memory_order_relaxed);
       }
@@ -241,8 +191,8 @@ void run_callers(std::uint64_t seed, int threads, int iterations_per_thread,
 }
 
 TEST(BlockingStress, RandomCancellationEndsEveryCallOnceAndReleasesEveryResult) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   const std::size_t total_before = ctxpp::abandoned_calls_total();
   std::atomic<long> live{0};
   Tally tally;
@@ -251,7 +201,8 @@ TEST(BlockingStress, RandomCancellationEndsEveryCallOnceAndReleasesEveryResult) 
   long iterations = 0;
   ctxpp::ThreadPool small_pool(2, 50ms);  // destroyed first: its tasks use the above
 
-  run_callers(seed, 6, scaled(10000), small_pool, live, tally, never_run, left_running, iterations);
+  run_callers(seed, 6, scaled(10000, kAsanCut), small_pool, live, tally, never_run, left_running,
+              iterations);
 
   ASSERT_TRUE(ctxpp_test::eventually([] { return ctxpp::abandoned_call_count() == 0; }))
       << "seed=" << seed << ctxpp_test::describe_threads();
@@ -277,8 +228,8 @@ TEST(BlockingStress, RandomCancellationEndsEveryCallOnceAndReleasesEveryResult) 
 }
 
 TEST(BlockingStress, AbandonCapHoldsUnderConcurrentCallersAndRefusedCallsNeverRun) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   const std::size_t saved_limit = ctxpp::abandoned_limit();
   constexpr std::size_t kLimit = 3;
   constexpr int kCallers = 6;
@@ -291,13 +242,13 @@ TEST(BlockingStress, AbandonCapHoldsUnderConcurrentCallersAndRefusedCallsNeverRu
   std::atomic<std::size_t> most_abandoned{0};
   std::vector<std::shared_ptr<Probe>> refused_probes;
   std::mutex refused_mutex;
-  const clock::time_point start = clock::now();
+  const TimeBudget budget;
 
   std::vector<std::thread> callers;
   for (int t = 0; t < kCallers; ++t) {
     callers.emplace_back([&, t] {
       std::mt19937_64 random(seed + 1000 + static_cast<std::uint64_t>(t));
-      for (int i = 0; i < scaled(3000) && clock::now() - start < kTimeBudget; ++i) {
+      for (int i = 0; i < scaled(3000, kAsanCut) && !budget.out_of_time(); ++i) {
         // Ends while its function (which ignores interrupts) still runs: abandoned
         // unless refused, withdrawn, or the function wins the race.
         auto made = ctxpp::with_timeout(background(), std::chrono::microseconds(random() % 200));

@@ -9,14 +9,11 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
-#include <condition_variable>
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <optional>
 #include <random>
@@ -27,81 +24,25 @@
 #include "ctxpp/context.hpp"
 #include "ctxpp/coroutine.hpp"
 #include "ctxpp/scoped_callback.hpp"
-#include "support/test_support.hpp"
+#include "support/stress_support.hpp"
 
 namespace {
 
-using ctxpp_test::kTsan;
+using ctxpp_test::announce_seed;
+using ctxpp_test::scaled;
+using ctxpp_test::TimeBudget;
+using ctxpp_test::Watchdog;
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using ctxpp::background;
 using ctxpp::CancelFunc;
 using ctxpp::Context;
 using ctxpp::ScopedCallback;
 using ctxpp::with_cancel;
 
-constexpr auto kTimeBudget = 5s;      // per test: stop early, report how far we got
-constexpr auto kWatchdogLimit = 90s;  // per test: a hang, not slowness
-
-int scaled(int iterations) { return kTsan ? iterations / 10 : iterations; }
-
-std::uint64_t test_seed() {
-  std::uint64_t seed = 0;
-  if (const char* s = std::getenv("CTXPP_SEED")) {
-    seed = std::strtoull(s, nullptr, 0);
-  } else {
-    seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32U) ^ std::random_device{}();
-  }
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[ seed     ] %s.%s seed=%llu (replay: CTXPP_SEED=%llu)\n", info->test_suite_name(),
-              info->name(), static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
-  ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  return seed;
-}
-
-// Aborts the process with a description of where the test was if it is still
-// running after the limit: a deadlocked test must fail, not hang CTest.
-class Watchdog {
- public:
-  Watchdog(std::uint64_t seed, Clock::duration limit = kWatchdogLimit)
-      : seed_(seed), thread_([this, limit] { watch(limit); }) {}
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void phase(const char* what) noexcept { phase_.store(what); }
-  void iteration(std::int64_t i) noexcept { iteration_.store(i, std::memory_order_relaxed); }
-
- private:
-  void watch(Clock::duration limit) {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, limit, [&] { return stop_; })) return;
-    std::fprintf(stderr,
-                 "HANG: test still running after the watchdog limit: phase '%s', iteration %lld, "
-                 "seed=%llu (replay with CTXPP_SEED). Most likely a deadlock.\n",
-                 phase_.load(), static_cast<long long>(iteration_.load()),
-                 static_cast<unsigned long long>(seed_));
-    std::abort();
-  }
-
-  std::uint64_t seed_;
-  std::atomic<const char*> phase_{"start"};
-  std::atomic<std::int64_t> iteration_{0};
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-bool out_of_time(Clock::time_point start) { return Clock::now() - start > kTimeBudget; }
+// Per test: stop early at kStressWallTime (5 s) and report how far we got; abort at the
+// watchdog limit (a hang, not slowness).
+constexpr auto kWatchdogLimit = 90s;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -158,8 +99,8 @@ class StartLine {
 // registration runs exactly once (inline here or in the canceller), and its
 // removal never waits forever (pika#113).
 TEST(CallbackStress, RegistrationRacingCancelRunsExactlyOnce) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   std::mt19937_64 rng(seed);
   const int iterations = scaled(1'000'000);
   StartLine line;
@@ -172,7 +113,7 @@ TEST(CallbackStress, RegistrationRacingCancelRunsExactlyOnce) {
       line.finish(i);
     }
   });
-  const auto start = Clock::now();
+  const TimeBudget budget;
   int done_rounds = 0;
   int wrong = 0;
   int inline_runs = 0;
@@ -181,7 +122,7 @@ TEST(CallbackStress, RegistrationRacingCancelRunsExactlyOnce) {
   for (int i = 0; i < iterations; ++i) {
     if ((i & 1023) == 0) {
       watchdog.iteration(i);
-      if (out_of_time(start)) break;
+      if (budget.out_of_time()) break;
     }
     slot.emplace(with_cancel(background()));
     const bool keep_until_cancelled = (rng() & 1U) != 0U;
@@ -372,13 +313,13 @@ void run_tree_rounds(std::uint64_t seed, Watchdog& watchdog, bool with_destroyer
   constexpr std::size_t kRecsPerThread = 48;
   const int rounds = scaled(3000);
   std::mt19937_64 rng(seed);
-  const auto start = Clock::now();
+  const TimeBudget budget;
   int done_rounds = 0;
   long long survivors = 0;
   long long late = 0;
   long long twice = 0;
   long long survivors_wrong = 0;
-  for (int r = 0; r < rounds && !out_of_time(start); ++r) {
+  for (int r = 0; r < rounds && !budget.out_of_time(); ++r) {
     watchdog.iteration(r);
     Round round(kRegistrants * kRecsPerThread);
     plan(round, rng, with_destroyers);
@@ -442,14 +383,14 @@ void run_tree_rounds(std::uint64_t seed, Watchdog& watchdog, bool with_destroyer
 }
 
 TEST(CallbackStress, RegistrationAndDeregistrationRacingCancelFromSeveralThreads) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   run_tree_rounds(seed, watchdog, /*with_destroyers=*/false);
 }
 
 TEST(CallbackStress, CallbacksDeregisteredFromInsideCallbacksWhileOtherThreadsCancelParents) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   run_tree_rounds(seed, watchdog, /*with_destroyers=*/true);
 }
 
@@ -480,8 +421,8 @@ void DestroyPeer::operator()() const noexcept {
 }
 
 TEST(CallbackStress, CallbacksDestroyingEachOthersRegistrationUnderConcurrentCancel) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed, 30s);
+  announce_seed();
+  Watchdog watchdog(30s);
   const int iterations = scaled(20000);
   std::barrier sync(3);
   std::array<std::optional<ctxpp::WithCancel<Context, CancelFunc>>, 2> pair;
@@ -496,9 +437,9 @@ TEST(CallbackStress, CallbacksDestroyingEachOthersRegistrationUnderConcurrentCan
   };
   std::thread t0(canceller, 0);
   std::thread t1(canceller, 1);
-  const auto start = Clock::now();
+  const TimeBudget budget;
   int done_rounds = 0;
-  for (int i = 0; i < iterations && !out_of_time(start); ++i) {
+  for (int i = 0; i < iterations && !budget.out_of_time(); ++i) {
     watchdog.iteration(i);
     auto mutual = std::make_unique<Mutual>();
     pair[0].emplace(with_cancel(background()));
@@ -526,8 +467,8 @@ TEST(CallbackStress, CallbacksDestroyingEachOthersRegistrationUnderConcurrentCan
 // canceller drops the last one right after cancelling (the shape in which a
 // stale node pointer inside stop() would be dereferenced after free).
 TEST(CallbackStress, AfterFuncStopRacingCancelHasExactlyOneOutcome) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   std::mt19937_64 rng(seed);
   const int iterations = scaled(100'000);
   StartLine line;
@@ -542,14 +483,14 @@ TEST(CallbackStress, AfterFuncStopRacingCancelHasExactlyOneOutcome) {
       line.finish(i);
     }
   });
-  const auto start = Clock::now();
+  const TimeBudget budget;
   int done_rounds = 0;
   int prevented = 0;
   int wrong = 0;
   for (int i = 0; i < iterations; ++i) {
     if ((i & 255) == 0) {
       watchdog.iteration(i);
-      if (out_of_time(start)) break;
+      if (budget.out_of_time()) break;
     }
     runs.store(0);
     canceller_jitter = static_cast<unsigned>(rng() % 64);
@@ -601,17 +542,17 @@ Detached await_node(Context ctx, std::atomic<int>* resumed) {
 }
 
 TEST(CallbackStress, CoroutinesSuspendingWhileSeveralThreadsCancelResumeOnce) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   std::mt19937_64 rng(seed);
   const int rounds = scaled(3000);
   constexpr int kPerThread = 32;
   constexpr int kAwaiters = 2;
   constexpr int kCancellers = 2;
-  const auto start = Clock::now();
+  const TimeBudget budget;
   int done_rounds = 0;
   int wrong = 0;
-  for (int r = 0; r < rounds && !out_of_time(start); ++r) {
+  for (int r = 0; r < rounds && !budget.out_of_time(); ++r) {
     watchdog.iteration(r);
     Tree tree;
     std::vector<std::atomic<int>> resumed(kAwaiters * kPerThread);

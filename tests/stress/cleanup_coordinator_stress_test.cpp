@@ -12,10 +12,8 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,12 +28,11 @@
 #include "ctxpp/cleanup_coordinator.hpp"
 #include "ctxpp/context.hpp"
 #include "ctxpp/executor.hpp"
-#include "support/test_support.hpp"
+#include "support/stress_support.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 using ctxpp::CancelFunc;
 using ctxpp::CleanupCoordinator;
 using ctxpp::CleanupOptions;
@@ -45,72 +42,18 @@ using ctxpp::Context;
 using ctxpp::Priority;
 using ctxpp::ReleaseOutcome;
 using ctxpp::Resource;
+using ctxpp_test::announce_seed;
 using ctxpp_test::eventually;
-using ctxpp_test::kAsan;
-using ctxpp_test::kTsan;
+using ctxpp_test::scaled;
+using ctxpp_test::TimeBudget;
+using ctxpp_test::Watchdog;
 
-constexpr auto kTimeBudget = 5s;      // per test: stop early, report how far we got
-constexpr auto kWatchdogLimit = 90s;  // per test: a hang, not slowness
+// Per test: stop early at kStressWallTime (5 s) and report how far we got; abort at the
+// watchdog limit (a hang, not slowness).
+constexpr auto kWatchdogLimit = 90s;
+// Rounds are cut 10x under TSan (scaled) and 4x under ASan.
+constexpr int kAsanCut = 4;
 constexpr ctxpp::clock::duration kReleaseBudget = 30ms;  // the cleaners' deadline
-
-int scaled(int rounds) { return kTsan ? rounds / 10 : kAsan ? rounds / 4 : rounds; }
-
-std::uint64_t test_seed() {
-  std::uint64_t seed = 0;
-  if (const char* s = std::getenv("CTXPP_SEED")) {
-    seed = std::strtoull(s, nullptr, 0);
-  } else {
-    seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32U) ^ std::random_device{}();
-  }
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[ seed     ] %s.%s seed=%llu (replay: CTXPP_SEED=%llu)\n", info->test_suite_name(),
-              info->name(), static_cast<unsigned long long>(seed),
-              static_cast<unsigned long long>(seed));
-  ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  return seed;
-}
-
-// Aborts the process with where the test was if it is still running after the
-// limit: a deadlocked test must fail, not hang CTest.
-class Watchdog {
- public:
-  explicit Watchdog(std::uint64_t seed, Clock::duration limit = kWatchdogLimit)
-      : seed_(seed), thread_([this, limit] { watch(limit); }) {}
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void phase(const char* what) noexcept { phase_.store(what); }
-  void round(int r) noexcept { round_.store(r, std::memory_order_relaxed); }
-
- private:
-  void watch(Clock::duration limit) {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, limit, [&] { return stop_; })) return;
-    std::fprintf(stderr,
-                 "HANG: test still running after the watchdog limit: phase '%s', round %d, "
-                 "seed=%llu (replay with CTXPP_SEED). Threads:%s\n",
-                 phase_.load(), round_.load(), static_cast<unsigned long long>(seed_),
-                 ctxpp_test::describe_threads().c_str());
-    std::abort();
-  }
-
-  std::uint64_t seed_;
-  std::atomic<const char*> phase_{"start"};
-  std::atomic<int> round_{0};
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-bool out_of_time(Clock::time_point start) { return Clock::now() - start > kTimeBudget; }
 
 // How a resource behaves when released.
 enum class Behaviour : std::uint8_t {
@@ -195,23 +138,23 @@ struct Coordinated {
 // Several coordinators on a small tree; two threads add and remove while two
 // others cancel children, the root, or call cleanup_now().
 TEST(CleanupCoordinatorStress, ConcurrentAddRemoveAndCancelReleaseEachResourceOnce) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   std::mt19937_64 rng(seed);
   ctxpp::ThreadPool pool(64, 20ms);
   constexpr int kCoordinators = 4;
   constexpr int kAdders = 2;
   constexpr int kCancellers = 2;
   constexpr int kOpsPerAdder = 40;
-  const int rounds = scaled(400);
-  const auto start = Clock::now();
+  const int rounds = scaled(400, kAsanCut);
+  const TimeBudget budget;
   int done_rounds = 0;
   long long resources_total = 0;
   long long removed_total = 0;
   long long unreported_total = 0;  // added after their report was final
   std::array<long long, 5> outcomes{};
-  for (int r = 0; r < rounds && !out_of_time(start); ++r) {
-    watchdog.round(r);
+  for (int r = 0; r < rounds && !budget.out_of_time(); ++r) {
+    watchdog.iteration(r);
     watchdog.phase("building a round");
     // Not a structured binding: lambdas below capture it (clang 14 cannot).
     const ctxpp::WithCancel<Context, CancelFunc> tree_root =
@@ -352,15 +295,15 @@ TEST(CleanupCoordinatorStress, ConcurrentAddRemoveAndCancelReleaseEachResourceOn
 // context: the after_func and the destructor race to begin cleanup; each
 // resource is released exactly once and the report is delivered once.
 TEST(CleanupCoordinatorStress, DestructionRacingCancelReleasesEachResourceOnce) {
-  const std::uint64_t seed = test_seed();
-  Watchdog watchdog(seed);
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
   std::mt19937_64 rng(seed);
   ctxpp::ThreadPool pool(8, 20ms);
-  const int rounds = scaled(3000);
-  const auto start = Clock::now();
+  const int rounds = scaled(3000, kAsanCut);
+  const TimeBudget budget;
   int done_rounds = 0;
-  for (int r = 0; r < rounds && !out_of_time(start); ++r) {
-    watchdog.round(r);
+  for (int r = 0; r < rounds && !budget.out_of_time(); ++r) {
+    watchdog.iteration(r);
     const ctxpp::WithCancel<Context, CancelFunc> owner = ctxpp::with_cancel(ctxpp::background());
     // Shared with the functions: a resource added after the report was final is
     // released by a task the destructor does not wait for.

@@ -8,7 +8,7 @@
 // Nothing sleeps to synchronise. Each body runs under a watchdog: a hang fails the
 // test with a dump of the process's threads instead of blocking ctest.
 #include "ctxpp/context.hpp"
-#include "support/test_support.hpp"
+#include "support/stress_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,13 +16,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,7 +31,13 @@
 
 namespace {
 
-using ctxpp_test::kTsan;
+using ctxpp_test::announce_seed;
+using ctxpp_test::Budget;
+using ctxpp_test::describe;
+using ctxpp_test::Failures;
+using ctxpp_test::run_seed;
+using ctxpp_test::run_with_watchdog;
+using ctxpp_test::spin_for;
 
 using namespace std::chrono_literals;
 using ctxpp::background;
@@ -58,9 +59,8 @@ using ctxpp::detail::pending_timers;
 
 using Cancellable = ctxpp::WithCancel<Context, CancelFunc>;
 
-// Iterations are cut 10x under TSan; wall time is capped everywhere.
-constexpr std::size_t scaled(std::size_t n) { return kTsan ? std::max<std::size_t>(n / 10, 1) : n; }
-constexpr clock::duration kWallBudget = 5s;
+// Budget cuts iterations 10x under TSan and caps wall time at kStressWallTime (5 s).
+
 // A wait that could hang: generous, then fail with a dump.
 constexpr clock::duration kBound = 10s;
 // The whole body of a test, watchdog bound (TSan runs are slow, hangs are forever).
@@ -77,108 +77,12 @@ std::error_code cause_of_index(std::size_t i) {
   return i == 0 ? std::error_code{} : std::make_error_code(kCodes[(i - 1) % kCodes.size()]);
 }
 
-std::string describe(const std::error_code& ec) {
-  if (!ec) return "{}";
-  return std::string(ec.category().name()) + ":" + std::to_string(ec.value()) + " (" +
-         ec.message() + ")";
-}
-
-// The seed of this run: CTXPP_SEED if set, else fresh. Printed by every test so a
-// failure can be replayed with CTXPP_SEED=<n> --gtest_filter=<test>.
-std::uint64_t run_seed() {
-  static const std::uint64_t seed = [] {
-    if (const char* env = std::getenv("CTXPP_SEED"); env != nullptr && *env != '\0') {
-      return static_cast<std::uint64_t>(std::strtoull(env, nullptr, 0));
-    }
-    std::random_device device;
-    return (static_cast<std::uint64_t>(device()) << 32U) ^ device() ^
-           static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
-  }();
-  return seed;
-}
-
-std::uint64_t announce_seed() {
-  const std::uint64_t seed = run_seed();
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[ seed     ] CTXPP_SEED=%llu --gtest_filter=%s.%s%s\n",
-              static_cast<unsigned long long>(seed), info->test_suite_name(), info->name(),
-              kTsan ? " (TSan: iterations cut 10x)" : "");
-  std::fflush(stdout);
-  ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  return seed;
-}
-
 // Threads of this process, their state and kernel wait channel, and the timer count.
 std::string dump_process() {
   std::ostringstream out;
   out << "seed=" << run_seed() << " pending_timers=" << pending_timers() << "; threads:";
   out << ctxpp_test::describe_threads();
   return out.str();
-}
-
-// Iteration and wall-time budget of one test.
-class Budget {
- public:
-  explicit Budget(std::size_t iterations, clock::duration wall = kWallBudget)
-      : left_(scaled(iterations)), until_(clock::now() + wall) {}
-  bool next() {
-    if (left_ == 0 || clock::now() >= until_) return false;
-    --left_;
-    ++done_;
-    return true;
-  }
-  std::size_t done() const { return done_; }
-
- private:
-  std::size_t left_;
-  std::size_t done_ = 0;
-  clock::time_point until_;
-};
-
-// Reports at most a few failures from worker threads, then stays quiet.
-class Failures {
- public:
-  template <class F>
-  void report(F&& message) {
-    if (count_.fetch_add(1) < 8) ADD_FAILURE() << message() << "\n(seed " << run_seed() << ")";
-  }
-  bool any() const { return count_.load() != 0; }
-
- private:
-  std::atomic<int> count_{0};
-};
-
-// Runs body on its own thread and waits for it with a bound. On a hang the test
-// fails with a dump and the thread is abandoned (it owns everything it touches:
-// body is moved into shared state), so the rest of the run can go on.
-void run_with_watchdog(std::function<void()> body) {
-  struct State {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool finished = false;
-    std::function<void()> body;
-  };
-  auto state = std::make_shared<State>();
-  state->body = std::move(body);
-  std::thread runner([state] {
-    state->body();
-    {
-      std::lock_guard lock(state->mutex);
-      state->finished = true;
-    }
-    state->cv.notify_all();
-  });
-  std::unique_lock lock(state->mutex);
-  if (state->cv.wait_for(lock, kWatchdog, [&] { return state->finished; })) {
-    lock.unlock();
-    runner.join();
-    return;
-  }
-  lock.unlock();
-  runner.detach();
-  ADD_FAILURE() << "hang: the test body did not finish within "
-                << std::chrono::duration_cast<std::chrono::seconds>(kWatchdog).count() << " s; "
-                << dump_process();
 }
 
 // Registrations linked on ctx's signal node. Internal (detail/node.hpp layout);
@@ -216,12 +120,6 @@ class StartLine {
   const int parties_;
   std::atomic<int> arrived_{0};
 };
-
-void spin_for(std::uint32_t iterations) {
-  for (std::uint32_t i = 0; i < iterations; ++i) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // A random tree of contexts with a record of every cancel call's outcome.
@@ -400,7 +298,7 @@ std::string check_final_state(const Tree& tree) {
 // observers never see an outcome change.
 void cancel_random_trees(bool with_merges) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed, with_merges] {
+  run_with_watchdog(kWatchdog, dump_process, [seed, with_merges] {
     std::mt19937_64 rng(seed ^ (with_merges ? 0x6d65726765ULL : 0x74726565ULL));
     Budget budget(2000);
     Failures failures;
@@ -499,7 +397,7 @@ TEST(Stress, RandomMergeDagsCancelledFromManyThreadsEndConsistently) { cancel_ra
 // agrees. The timer entry is gone afterwards.
 TEST(Stress, CancelRacingADeadlineHasExactlyOneReason) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x646561646c696e65ULL);
     Budget budget(20000);
     Failures failures;
@@ -567,7 +465,7 @@ TEST(Stress, CancelRacingADeadlineHasExactlyOneReason) {
 // the parent ends with no linked child.
 TEST(Stress, ChildCreationRacingParentCancelLeavesNoLiveChild) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     static const Key<int> key("creation");
     std::mt19937_64 rng(seed ^ 0x6372656174650000ULL);
     Budget budget(3000);
@@ -678,7 +576,7 @@ TEST(Stress, ChildCreationRacingParentCancelLeavesNoLiveChild) {
 // every poller sees every context done.
 TEST(Stress, SixtyFourPollersWhileChildrenAreCreatedAndCancelled) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x706f6c6c6572ULL);
     Failures failures;
     constexpr int kPollers = 64;
@@ -740,7 +638,7 @@ TEST(Stress, SixtyFourPollersWhileChildrenAreCreatedAndCancelled) {
 // node done also sees its parent done (parents are published first).
 TEST(Stress, ObserversNeverSeeAChildDoneBeforeItsParent) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6f72646572ULL);
     Budget budget(2000);
     Failures failures;
@@ -779,7 +677,7 @@ TEST(Stress, ObserversNeverSeeAChildDoneBeforeItsParent) {
 // of them returns only once the whole tree is done (the losers wait, as in Go).
 TEST(Stress, LosingCancellersReturnOnlyAfterTheSubtreeIsDone) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6c6f736572ULL);
     Budget budget(2000);
     Failures failures;
@@ -829,7 +727,7 @@ TEST(Stress, LosingCancellersReturnOnlyAfterTheSubtreeIsDone) {
 // Pitfall 11: a waiter that starts waiting while cancel() runs is never lost.
 TEST(Stress, WaitersRacingCancelAreNeverLost) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x77616974ULL);
     Budget budget(5000);
     Failures failures;
@@ -864,7 +762,7 @@ TEST(Stress, WaitersRacingCancelAreNeverLost) {
 // while the parent's cancel walks them. ASan turns a use-after-free into a failure.
 TEST(Stress, DroppingHandlesRacingParentCancelIsSafe) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x64726f70ULL);
     Budget budget(3000);
     Failures failures;
@@ -912,7 +810,7 @@ TEST(Stress, DroppingHandlesRacingParentCancelIsSafe) {
 // linked (pitfall 14 under contention).
 TEST(Stress, HotParentCreateCancelFromSeveralThreadsDoesNotGrow) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     auto parent = with_cancel(background());
     std::atomic<std::size_t> total{0};
     Failures failures;
@@ -946,7 +844,7 @@ TEST(Stress, HotParentCreateCancelFromSeveralThreadsDoesNotGrow) {
 // on another thread. The drop must neither hang nor touch freed memory.
 TEST(Stress, MergeDroppedWhileItsOtherInputIsCancelled) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6d64726f70ULL);
     Budget budget(20000);
     while (budget.next()) {
@@ -978,7 +876,7 @@ TEST(Stress, MergeDroppedWhileItsOtherInputIsCancelled) {
 // other (else cancelling other later fires into a finished or freed merge).
 TEST(Stress, MergeCreatedWhileItsPrimaryIsCancelledReleasesOther) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6d6372656174ULL);
     Budget budget(50000);
     Failures failures;
@@ -1018,7 +916,7 @@ TEST(Stress, MergeCreatedWhileItsPrimaryIsCancelledReleasesOther) {
 // one consistent outcome, and the registration on other is released.
 TEST(Stress, MergeCancelRacingItsOtherInputHasOneOutcome) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6d72616365ULL);
     Budget budget(20000);
     Failures failures;
@@ -1056,7 +954,7 @@ TEST(Stress, MergeCancelRacingItsOtherInputHasOneOutcome) {
 // merge). Either way, once both cancels returned, the whole subtree is done.
 TEST(Stress, CancelOfAMergesOtherInputEndsTheMergeBeforeReturning) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     std::mt19937_64 rng(seed ^ 0x6d73756274726565ULL);
     Budget budget(2000);
     Failures failures;

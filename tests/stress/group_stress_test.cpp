@@ -14,14 +14,11 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -40,11 +37,17 @@
 #include "ctxpp/executor.hpp"
 #include "ctxpp/failure.hpp"
 #include "ctxpp/task.hpp"
-#include "support/test_support.hpp"
+#include "support/stress_support.hpp"
 
 namespace {
 
-using ctxpp_test::kTsan;
+using ctxpp_test::announce_seed;
+using ctxpp_test::Budget;
+using ctxpp_test::describe;
+using ctxpp_test::Failures;
+using ctxpp_test::run_seed;
+using ctxpp_test::run_with_watchdog;
+using ctxpp_test::spin_for;
 
 using namespace std::chrono_literals;
 using ctxpp::background;
@@ -57,118 +60,15 @@ using ctxpp::TaskGroup;
 using ctxpp::ThreadPool;
 using ctxpp::with_cancel_cause;
 
-// Iterations are cut 10x under TSan; wall time is capped everywhere.
-constexpr std::size_t scaled(std::size_t n) { return kTsan ? std::max<std::size_t>(n / 10, 1) : n; }
+// Budget cuts iterations 10x under TSan; wall time is capped everywhere.
 constexpr clock::duration kWallBudget = 2s;  // two tests: the file stays under 5 s
 // A wait that could hang: generous, then fail with a dump.
 constexpr clock::duration kBound = 10s;
 // The whole body of a test, watchdog bound (TSan runs are slow, hangs are forever).
 constexpr clock::duration kWatchdog = 60s;
 
-std::string describe(const std::error_code& ec) {
-  if (!ec) return "{}";
-  return std::string(ec.category().name()) + ":" + std::to_string(ec.value()) + " (" +
-         ec.message() + ")";
-}
-
-// The seed of this run: CTXPP_SEED if set, else fresh. Printed by every test so a
-// failure can be replayed with CTXPP_SEED=<n> --gtest_filter=<test>.
-std::uint64_t run_seed() {
-  static const std::uint64_t seed = [] {
-    if (const char* env = std::getenv("CTXPP_SEED"); env != nullptr && *env != '\0') {
-      return static_cast<std::uint64_t>(std::strtoull(env, nullptr, 0));
-    }
-    std::random_device device;
-    return (static_cast<std::uint64_t>(device()) << 32U) ^ device() ^
-           static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
-  }();
-  return seed;
-}
-
-std::uint64_t announce_seed() {
-  const std::uint64_t seed = run_seed();
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::printf("[ seed     ] CTXPP_SEED=%llu --gtest_filter=%s.%s%s\n",
-              static_cast<unsigned long long>(seed), info->test_suite_name(), info->name(),
-              kTsan ? " (TSan: iterations cut 10x)" : "");
-  std::fflush(stdout);
-  ::testing::Test::RecordProperty("seed", std::to_string(seed));
-  return seed;
-}
-
 std::string dump_process() {
   return "seed=" + std::to_string(run_seed()) + "; threads:" + ctxpp_test::describe_threads();
-}
-
-// Iteration and wall-time budget of one test.
-class Budget {
- public:
-  explicit Budget(std::size_t iterations, clock::duration wall = kWallBudget)
-      : left_(scaled(iterations)), until_(clock::now() + wall) {}
-  bool next() {
-    if (left_ == 0 || clock::now() >= until_) return false;
-    --left_;
-    ++done_;
-    return true;
-  }
-  std::size_t done() const { return done_; }
-
- private:
-  std::size_t left_;
-  std::size_t done_ = 0;
-  clock::time_point until_;
-};
-
-// Reports at most a few failures from any thread, then stays quiet.
-class Failures {
- public:
-  template <class F>
-  void report(F&& message) {
-    if (count_.fetch_add(1) < 8) ADD_FAILURE() << message() << "\n(seed " << run_seed() << ")";
-  }
-  bool any() const { return count_.load() != 0; }
-
- private:
-  std::atomic<int> count_{0};
-};
-
-// Runs body on its own thread and waits for it with a bound. On a hang the test
-// fails with a dump and the thread is abandoned (it owns everything it touches:
-// body is moved into shared state), so the rest of the run can go on.
-void run_with_watchdog(std::function<void()> body) {
-  struct State {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool finished = false;
-    std::function<void()> body;
-  };
-  auto state = std::make_shared<State>();
-  state->body = std::move(body);
-  std::thread runner([state] {
-    state->body();
-    {
-      std::lock_guard lock(state->mutex);
-      state->finished = true;
-    }
-    state->cv.notify_all();
-  });
-  std::unique_lock lock(state->mutex);
-  if (state->cv.wait_for(lock, kWatchdog, [&] { return state->finished; })) {
-    lock.unlock();
-    runner.join();
-    return;
-  }
-  lock.unlock();
-  runner.detach();
-  ADD_FAILURE() << "hang: the test body did not finish within "
-                << std::chrono::duration_cast<std::chrono::seconds>(kWatchdog).count() << " s; "
-                << dump_process();
-}
-
-void spin_for(std::uint32_t iterations) {
-  for (std::uint32_t i = 0; i < iterations; ++i) {
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-  }
 }
 
 // A few distinct causes for cancels from outside.
@@ -513,12 +413,12 @@ std::error_code run_group(Shared& shared, const Context& parent, int depth, std:
 
 TEST(GroupStress, RandomNestedGroupsJoinEveryTaskAndReportTheFirstFailure) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     CountUnjoined count_unjoined;
     auto shared = std::make_unique<Shared>();
     for (auto& pool : shared->pools) pool = std::make_unique<ThreadPool>(3);
     std::mt19937_64 rng(seed ^ 0x67726f7570ULL);
-    Budget budget(4000);
+    Budget budget(4000, kWallBudget);
     while (budget.next() && !shared->failures.any()) {
       auto root = with_cancel_cause(background());
       {
@@ -571,11 +471,11 @@ TEST(GroupStress, RandomNestedGroupsJoinEveryTaskAndReportTheFirstFailure) {
 
 TEST(GroupStress, SpawnersCancellersAndLimitChangesRacingWaitLoseNoTask) {
   const std::uint64_t seed = announce_seed();
-  run_with_watchdog([seed] {
+  run_with_watchdog(kWatchdog, dump_process, [seed] {
     Failures failures;
     ThreadPool pool(4);
     std::mt19937_64 rng(seed ^ 0x666c6174ULL);
-    Budget budget(800);
+    Budget budget(800, kWallBudget);
     while (budget.next() && !failures.any()) {
       constexpr int kSpawners = 2;
       constexpr int kPerSpawner = 20;

@@ -1,10 +1,14 @@
 // tests/support/test_support.hpp — what every ctxpp test binary shares: which
-// sanitizer it runs under (loops are scaled down there), and bounded waits that
-// fail with a message instead of hanging the suite.
+// sanitizer it runs under (loops are scaled down there), gates and bounded waits that
+// fail with a message instead of hanging the suite, a concurrency counter, and what a
+// failure message shows (the process's threads, an error code). The stress tests'
+// seeds, budgets and watchdogs are in support/stress_support.hpp.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +16,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -64,6 +69,20 @@ class Gate {
   bool open_ = false;
 };
 
+// Opens a gate when the scope ends, so that a failed assertion never leaves a task
+// blocked on it while a pool's or a group's destructor waits for that task. Declare it
+// after the pool or group: it is destroyed (and opens) first.
+class OpenOnExit {
+ public:
+  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
+  OpenOnExit(const OpenOnExit&) = delete;
+  OpenOnExit& operator=(const OpenOnExit&) = delete;
+  ~OpenOnExit() { gate_.open(); }
+
+ private:
+  Gate& gate_;
+};
+
 // A thread parks in hold() (typically inside a cancellation callback) until the
 // test calls release(); the test can wait until it got there.
 class HoldGate {
@@ -102,6 +121,25 @@ bool eventually(Pred pred, std::chrono::steady_clock::duration bound = kLongBoun
   return true;
 }
 
+// Counts tasks running at once and remembers the highest count: enter() as a task
+// starts, leave() as it ends.
+class Concurrency {
+ public:
+  void enter() {
+    const int now = running_.fetch_add(1) + 1;
+    int seen = max_.load();
+    while (now > seen && !max_.compare_exchange_weak(seen, now)) {
+    }
+  }
+  void leave() { running_.fetch_sub(1); }
+  int running() const { return running_.load(); }
+  int max() const { return max_.load(); }
+
+ private:
+  std::atomic<int> running_{0};
+  std::atomic<int> max_{0};
+};
+
 // Runs body on a helper thread; aborts with a message if it does not finish
 // within bound (a blocked call cannot be reclaimed safely).
 template <class F>
@@ -136,6 +174,25 @@ inline std::string describe_threads() {
         << (close != std::string::npos ? line.substr(0, close + 3) : line) << " wchan=" << channel;
   }
   return out.str();
+}
+
+// The number of threads of this process (entries of /proc/self/task); 0 if that cannot
+// be read.
+inline std::size_t process_thread_count() {
+  std::size_t count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec);
+       it != std::filesystem::directory_iterator(); ++it) {
+    ++count;
+  }
+  return count;
+}
+
+// An error code as category:value (message), or {} for none: for failure messages.
+inline std::string describe(const std::error_code& ec) {
+  if (!ec) return "{}";
+  return std::string(ec.category().name()) + ":" + std::to_string(ec.value()) + " (" +
+         ec.message() + ")";
 }
 
 }  // namespace ctxpp_test

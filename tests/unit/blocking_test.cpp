@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
-#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -45,6 +44,7 @@ using ctxpp_test::eventually;
 using ctxpp_test::Gate;
 using ctxpp_test::HoldGate;
 using ctxpp_test::kLongBound;
+using ctxpp_test::process_thread_count;
 
 // How long "returned promptly" may take: far below the blocks it cuts short (which
 // last until the test releases them or kLongBound), far above any scheduling delay.
@@ -142,15 +142,6 @@ class Pipe {
   int read_end_ = -1;
   std::atomic<int> write_end_{-1};
 };
-
-std::size_t process_thread_count() {
-  std::size_t count = 0;
-  for ([[maybe_unused]] const auto& entry :
-       std::filesystem::directory_iterator("/proc/self/task")) {
-    ++count;
-  }
-  return count;
-}
 
 // ---------------------------------------------------------------------------
 // Real blocking calls.

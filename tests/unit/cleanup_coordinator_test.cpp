@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ctxpp/context.hpp"
@@ -108,6 +109,23 @@ Resource blocking(std::string name, Priority priority, Journal* journal = nullpt
               }};
 }
 
+// try_release counts its call in calls and says yes.
+Resource counting(std::string name, std::atomic<int>& calls) {
+  return {.name = std::move(name), .try_release = [&calls] {
+            ++calls;
+            return true;
+          }};
+}
+
+// try_release parks in held.hold() until the test calls held.release(), then says yes:
+// while it is parked, cleanup is under way.
+Resource parking(std::string name, Priority priority, HoldGate& held) {
+  return {.name = std::move(name), .priority = priority, .try_release = [&held] {
+            held.hold();
+            return true;
+          }};
+}
+
 // Every release function has returned: what they capture from the test may go.
 void expect_all_returned(const CleanupCoordinator& cleanup) {
   EXPECT_TRUE(eventually([&] { return cleanup.pending() == 0; }))
@@ -195,10 +213,7 @@ TEST(CleanupCoordinator, CleanupNowStartsCleanupOnANeverEndingContextOnce) {
   std::atomic<int> releases{0};
   CleanupCoordinator cleanup(background(), {.background = test_cleaner(),
                                             .on_report = [&](const CleanupReport&) { ++reports; }});
-  cleanup.add({.name = "x", .try_release = [&] {
-                 ++releases;
-                 return true;
-               }});
+  cleanup.add(counting("x", releases));
   cleanup.cleanup_now();
   cleanup.cleanup_now();
   const CleanupReport report = cleanup.wait();
@@ -365,12 +380,7 @@ TEST(CleanupCoordinator, AReleaseReturningAfterTheDeadlineBeforeTheReportIsFinal
   ASSERT_TRUE(release_started.wait());
   // An add() whose try_release is held keeps the report from being final.
   HoldGate held;
-  std::thread adder([&] {
-    cleanup.add({.name = "held", .try_release = [&] {
-                   held.hold();
-                   return true;
-                 }});
-  });
+  std::thread adder([&] { cleanup.add(parking("held", Priority::normal, held)); });
   ASSERT_TRUE(held.wait_entered());
   ASSERT_TRUE(release_returned.wait());
   // Its return is recorded once only "held" is left in flight.
@@ -402,10 +412,7 @@ TEST(CleanupCoordinator, AnExceptionInOneReleaseDoesNotSkipTheOthers) {
          throw 42;  // not a std::exception
        }});
   for (int i = 0; i < 3; ++i) {
-    cleanup.add({.name = "fine" + std::to_string(i), .try_release = [&] {
-                   ++released;
-                   return true;
-                 }});
+    cleanup.add(counting("fine" + std::to_string(i), released));
     cleanup.add({.name = "fine-blocking" + std::to_string(i),
                  .priority = Priority::background,
                  .release = [&](const Context&) { ++released; }});
@@ -557,10 +564,7 @@ TEST(CleanupCoordinator, RemoveBeforeCleanupUnregistersTheResource) {
   CleanupCoordinator cleanup(ctx, {.background = test_cleaner()});
   std::atomic<int> kept_calls{0};
   std::atomic<int> removed_calls{0};
-  const auto kept = cleanup.add({.name = "kept", .try_release = [&] {
-                                   ++kept_calls;
-                                   return true;
-                                 }});
+  const auto kept = cleanup.add(counting("kept", kept_calls));
   const auto removed = cleanup.add({.name = "removed",
                                     .try_release =
                                         [&] {
@@ -586,14 +590,8 @@ TEST(CleanupCoordinator, RemoveOnceCleanupBeganReturnsFalseAndTheReleaseStillRun
   CleanupCoordinator cleanup(ctx, {.background = test_cleaner()});
   HoldGate held;
   std::atomic<int> second_calls{0};
-  cleanup.add({.name = "first", .priority = Priority::critical, .try_release = [&] {
-                 held.hold();
-                 return true;
-               }});
-  const auto second = cleanup.add({.name = "second", .try_release = [&] {
-                                     ++second_calls;
-                                     return true;
-                                   }});
+  cleanup.add(parking("first", Priority::critical, held));
+  const auto second = cleanup.add(counting("second", second_calls));
   cancel();
   ASSERT_TRUE(held.wait_entered());  // cleanup is under way
   EXPECT_FALSE(cleanup.remove(second));
@@ -619,10 +617,7 @@ TEST(CleanupCoordinator, DismissBeforeCleanupReleasesNothingAndLaterAddsCount) {
   }
   EXPECT_TRUE(cleanup.dismiss()) << "the commit happened before cleanup began";
   EXPECT_EQ(cleanup.pending(), 0U);
-  cleanup.add({.name = "later", .try_release = [&] {
-                 ++later_calls;
-                 return true;
-               }});
+  cleanup.add(counting("later", later_calls));
   cancel();
   const CleanupReport report = cleanup.wait();
   EXPECT_EQ(names(report), std::vector<std::string>{"later"});
@@ -635,14 +630,8 @@ TEST(CleanupCoordinator, DismissOnceCleanupBeganReturnsFalseAndEveryReleaseRuns)
   CleanupCoordinator cleanup(ctx, {.background = test_cleaner()});
   HoldGate held;
   std::atomic<int> second_calls{0};
-  cleanup.add({.name = "first", .priority = Priority::critical, .try_release = [&] {
-                 held.hold();
-                 return true;
-               }});
-  cleanup.add({.name = "second", .try_release = [&] {
-                 ++second_calls;
-                 return true;
-               }});
+  cleanup.add(parking("first", Priority::critical, held));
+  cleanup.add(counting("second", second_calls));
   cancel();
   ASSERT_TRUE(held.wait_entered());  // cleanup is under way: too late to commit
   EXPECT_FALSE(cleanup.dismiss());
@@ -745,10 +734,7 @@ TEST(CleanupCoordinator, ManyCoordinatorsOnOneContextAllReport) {
     coordinators.push_back(std::make_unique<CleanupCoordinator>(
         ctx, CleanupOptions{.background = test_cleaner(),
                             .on_report = [&](const CleanupReport&) { ++reports; }}));
-    coordinators.back()->add({.name = "r", .try_release = [&] {
-                                ++releases;
-                                return true;
-                              }});
+    coordinators.back()->add(counting("r", releases));
   }
   cancel();
   for (auto& coordinator : coordinators) EXPECT_TRUE(coordinator->wait().clean());

@@ -17,7 +17,6 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -129,6 +128,7 @@ using ctxpp::with_value;
 using ctxpp::without_cancel;
 using ctxpp::detail::child_count;
 using ctxpp::detail::pending_timers;
+using ctxpp_test::process_thread_count;
 
 using Cancellable = ctxpp::WithCancel<Context, CancelFunc>;
 using CauseCancellable = ctxpp::WithCancel<Context, CancelCauseFunc>;
@@ -152,16 +152,6 @@ std::string dump_process() {
   out << "pending_timers=" << pending_timers() << "; threads:";
   out << ctxpp_test::describe_threads();
   return out.str();
-}
-
-std::size_t thread_count() {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec);
-       it != std::filesystem::directory_iterator(); ++it) {
-    ++n;
-  }
-  return n;
 }
 
 // Resident set size in bytes (second field of /proc/self/statm, in pages).
@@ -1099,7 +1089,7 @@ TEST(WithDeadline, ParentCancelReleasesDescendantTimers) {
 TEST(WithDeadline, MillionOneHourTimersCancelledLeaveNoTimersAndNoThreads) {
   // Make sure the shared timer thread exists before counting threads.
   with_timeout(background(), 1h).cancel();
-  const std::size_t threads = thread_count();
+  const std::size_t threads = process_thread_count();
   const std::size_t timers = pending_timers();
   const std::size_t n = scaled(1000000);
   std::size_t rss_first_round = 0;
@@ -1110,7 +1100,7 @@ TEST(WithDeadline, MillionOneHourTimersCancelledLeaveNoTimersAndNoThreads) {
     contexts.reserve(count);
     for (std::size_t i = 0; i < count; ++i) contexts.push_back(with_timeout(background(), 1h));
     EXPECT_EQ(pending_timers(), timers + count);
-    EXPECT_EQ(thread_count(), threads) << "pitfall 18: a thread per timer";
+    EXPECT_EQ(process_thread_count(), threads) << "pitfall 18: a thread per timer";
     if (round == 0) {
       for (auto& c : contexts) c.cancel();  // cancelled ...
     }
@@ -1119,7 +1109,7 @@ TEST(WithDeadline, MillionOneHourTimersCancelledLeaveNoTimersAndNoThreads) {
     EXPECT_EQ(pending_timers(), timers);
     if (round == 0) rss_first_round = rss_bytes();
   }
-  EXPECT_EQ(thread_count(), threads);
+  EXPECT_EQ(process_thread_count(), threads);
   if (!kAsan) {
     EXPECT_LE(rss_bytes(), rss_first_round + (16U << 20U)) << "memory of cancelled timers kept";
   }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -20,41 +21,22 @@ namespace {
 using namespace std::chrono_literals;
 using ctxpp::InlineExecutor;
 using ctxpp::ThreadPool;
+using ctxpp_test::Concurrency;
 using ctxpp_test::eventually;
 using ctxpp_test::Gate;
+using ctxpp_test::OpenOnExit;
 using ctxpp_test::run_bounded;
 
-// Opens a gate when the scope ends, so a failed assertion never leaves a pool
-// thread blocked while the pool's destructor waits for it. Declare it after the
-// pool: it is destroyed (and opens) first.
-class OpenOnExit {
- public:
-  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
-  OpenOnExit(const OpenOnExit&) = delete;
-  OpenOnExit& operator=(const OpenOnExit&) = delete;
-  ~OpenOnExit() { gate_.open(); }
-
- private:
-  Gate& gate_;
-};
-
-// Counts tasks running at once and remembers the highest count.
-class Concurrency {
- public:
-  void enter() {
-    const int now = running_.fetch_add(1) + 1;
-    int seen = max_.load();
-    while (now > seen && !max_.compare_exchange_weak(seen, now)) {
-    }
-  }
-  void leave() { running_.fetch_sub(1); }
-  int running() const { return running_.load(); }
-  int max() const { return max_.load(); }
-
- private:
-  std::atomic<int> running_{0};
-  std::atomic<int> max_{0};
-};
+// Starts on pool a task that blocks until release opens, and returns once it runs
+// (false if it never started): on a one-thread pool, what comes next queues behind it.
+bool start_blocker(ThreadPool& pool, Gate& release) {
+  auto started = std::make_shared<Gate>();  // the task may outlive a failed wait
+  pool.execute([started, &release] {
+    started->open();
+    (void)release.wait();
+  });
+  return started->wait();
+}
 
 // ---------------------------------------------------------------------------
 // Construction.
@@ -177,15 +159,10 @@ TEST(ThreadPool, IdleThreadsExitAfterTheIdleTimeout) {
 }
 
 TEST(ThreadPool, QueuedCountsTasksAcceptedButNotStarted) {
-  Gate started;
   Gate release;
   ThreadPool pool(1);
   OpenOnExit guard(release);
-  pool.execute([&] {
-    started.open();
-    (void)release.wait();
-  });
-  ASSERT_TRUE(started.wait());
+  ASSERT_TRUE(start_blocker(pool, release));
   EXPECT_EQ(pool.queued(), 0U) << "a running task is not queued";
   std::atomic<int> ran{0};
   for (int i = 0; i < 5; ++i) pool.execute([&] { ran.fetch_add(1); });
@@ -270,17 +247,12 @@ TEST(ThreadPool, ExecuteFromManyThreadsRunsEveryTaskOnce) {
 TEST(ThreadPool, DestructorRunsEveryQueuedTaskAndJoins) {
   constexpr int kQueued = 100;
   std::atomic<int> ran{0};
-  Gate started;
   Gate release;
   run_bounded("~ThreadPool with queued tasks", [&] {
     {
       ThreadPool pool(1);
       OpenOnExit guard(release);  // lets the blocker go just before the destructor runs
-      pool.execute([&] {
-        started.open();
-        (void)release.wait();
-      });
-      ASSERT_TRUE(started.wait());
+      ASSERT_TRUE(start_blocker(pool, release));
       for (int i = 0; i < kQueued; ++i) pool.execute([&] { ran.fetch_add(1); });
       ASSERT_EQ(pool.queued(), static_cast<std::size_t>(kQueued));
     }
@@ -290,17 +262,12 @@ TEST(ThreadPool, DestructorRunsEveryQueuedTaskAndJoins) {
 
 TEST(ThreadPool, DestructorRunsTasksQueuedByTasksDuringDestruction) {
   std::atomic<int> ran{0};
-  Gate started;
   Gate release;
   run_bounded("~ThreadPool with tasks queueing tasks", [&] {
     {
       ThreadPool pool(1);
       OpenOnExit guard(release);
-      pool.execute([&] {
-        started.open();
-        (void)release.wait();
-      });
-      ASSERT_TRUE(started.wait());
+      ASSERT_TRUE(start_blocker(pool, release));
       pool.execute([&] {
         ran.fetch_add(1);
         pool.execute([&] { ran.fetch_add(1); });

@@ -44,11 +44,14 @@ using ctxpp::Task;
 using ctxpp::TaskFailure;
 using ctxpp::TaskGroup;
 using ctxpp::ThreadPool;
+using ctxpp_test::Concurrency;
+using ctxpp_test::describe;
 using ctxpp_test::eventually;
 using ctxpp_test::Gate;
 using ctxpp_test::kAsan;
 using ctxpp_test::kLongBound;
 using ctxpp_test::kTsan;
+using ctxpp_test::OpenOnExit;
 
 // How long a test waits before it declares a deadlock that it can still undo (by
 // raising a limit): far beyond what the healthy path takes, even under TSan.
@@ -61,47 +64,10 @@ std::error_code reset_error() { return std::make_error_code(std::errc::connectio
 std::error_code pipe_error() { return std::make_error_code(std::errc::broken_pipe); }
 std::error_code unreachable_error() { return std::make_error_code(std::errc::host_unreachable); }
 
-std::string describe(const std::error_code& ec) {
-  if (!ec) return "{}";
-  return std::string(ec.category().name()) + ":" + std::to_string(ec.value()) + " (" +
-         ec.message() + ")";
-}
-
 class Boom : public std::runtime_error {
  public:
   explicit Boom(int which) : std::runtime_error("boom " + std::to_string(which)), id(which) {}
   int id;
-};
-
-// Opens a gate when the scope ends: declared after a group, it lets blocked tasks
-// go before the group's destructor joins them, so a failed assertion cannot hang.
-class OpenOnExit {
- public:
-  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
-  OpenOnExit(const OpenOnExit&) = delete;
-  OpenOnExit& operator=(const OpenOnExit&) = delete;
-  ~OpenOnExit() { gate_.open(); }
-
- private:
-  Gate& gate_;
-};
-
-// Counts tasks running at once and remembers the highest count.
-class Concurrency {
- public:
-  void enter() {
-    const int now = running_.fetch_add(1) + 1;
-    int seen = max_.load();
-    while (now > seen && !max_.compare_exchange_weak(seen, now)) {
-    }
-  }
-  void leave() { running_.fetch_sub(1); }
-  int running() const { return running_.load(); }
-  int max() const { return max_.load(); }
-
- private:
-  std::atomic<int> running_{0};
-  std::atomic<int> max_{0};
 };
 
 // Runs body on a helper thread; on a hang, prints the threads and aborts (a task
@@ -119,6 +85,18 @@ void bounded(const char* what, F&& body) {
     std::abort();
   }
   runner.join();
+}
+
+// Limits group to one task at a time and fills that one slot with a task that blocks
+// until release opens; returns once the task runs (false if it never started).
+bool hold_the_only_slot(TaskGroup& group, Gate& release) {
+  group.set_limit(1);
+  auto started = std::make_shared<Gate>();  // the task may outlive a failed wait
+  group.spawn([started, &release] {
+    started->open();
+    (void)release.wait();
+  });
+  return started->wait();
 }
 
 // Records what the unjoined-group handler receives while installed.
@@ -647,15 +625,9 @@ TEST(TaskGroup, NeverRunsMoreThanTheLimitAtOnce) {
 TEST(TaskGroup, SpawnFromOutsideBlocksAtTheLimitUntilATaskEnds) {
   ThreadPool pool(4);
   TaskGroup group(background(), pool);
-  group.set_limit(1);
-  Gate started;
   Gate release;
   OpenOnExit guard(release);
-  group.spawn([&] {
-    started.open();
-    (void)release.wait();
-  });
-  ASSERT_TRUE(started.wait());
+  ASSERT_TRUE(hold_the_only_slot(group, release));
   Gate spawned;
   std::atomic<bool> second_ran{false};
   std::thread spawner([&] {
@@ -674,15 +646,9 @@ TEST(TaskGroup, SpawnFromOutsideBlocksAtTheLimitUntilATaskEnds) {
 TEST(TaskGroup, TrySpawnReturnsFalseAtTheLimitWithoutBlockingOrRunning) {
   ThreadPool pool(4);
   TaskGroup group(background(), pool);
-  group.set_limit(1);
-  Gate started;
   Gate release;
   OpenOnExit guard(release);
-  group.spawn([&] {
-    started.open();
-    (void)release.wait();
-  });
-  ASSERT_TRUE(started.wait());
+  ASSERT_TRUE(hold_the_only_slot(group, release));
   std::atomic<int> refused_ran{0};
   for (int i = 0; i < 100; ++i) {
     EXPECT_FALSE(group.try_spawn([&] { refused_ran.fetch_add(1); }));
@@ -1054,15 +1020,9 @@ TEST(TaskGroup, ResourcesOwnedByATaskAreReleasedBeforeTheDestructorReturns) {
 
 TEST(TaskGroup, RefusedTrySpawnReleasesTheFunctionAtOnce) {
   TaskGroup group(background());
-  group.set_limit(1);
-  Gate started;
   Gate release;
   OpenOnExit guard(release);
-  group.spawn([&] {
-    started.open();
-    (void)release.wait();
-  });
-  ASSERT_TRUE(started.wait());
+  ASSERT_TRUE(hold_the_only_slot(group, release));
   int released = 0;
   EXPECT_FALSE(group.try_spawn([owned = Owned(&released)] {}));
   EXPECT_EQ(released, 1) << "a refused function's captures must not be kept";
