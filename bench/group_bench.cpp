@@ -135,7 +135,7 @@ void B1_std_async(benchmark::State& state) {
 
 void B2_abandon(benchmark::State& state) {
   for (auto _ : state) {
-    auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+    auto scope = ctxpp::with_cancel(ctxpp::background());  // clang 14 cannot capture bindings
     auto release = std::make_shared<std::promise<void>>();
     auto started = std::make_shared<std::promise<void>>();
     std::future<void> started_future = started->get_future();
@@ -143,9 +143,9 @@ void B2_abandon(benchmark::State& state) {
     std::thread canceller([&, started_future = std::move(started_future)]() mutable {
       started_future.wait();
       cancelled_at = Clock::now();
-      cancel();
+      scope.cancel();
     });
-    auto result = ctxpp::call_blocking(ctx, [release, started] {
+    auto result = ctxpp::call_blocking(scope.ctx, [release, started] {
       started->set_value();
       release->get_future().wait();  // a call nothing can interrupt
     });
