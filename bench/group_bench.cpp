@@ -182,6 +182,8 @@ BENCHMARK(B2_abandon)
 // Keeps the console output and remembers each benchmark's median for the ratio table.
 class MedianReporter : public benchmark::ConsoleReporter {
  public:
+  MedianReporter() : ConsoleReporter(OO_Tabular) {}  // no colour codes: the output is parsed
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
       if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
