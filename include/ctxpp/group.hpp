@@ -64,10 +64,13 @@ template <class T>
 struct IsTask : std::false_type {};
 template <class T>
 struct IsTask<Task<T>> : std::true_type {};
+// Result<T> and anything derived from one (call_blocking's BlockingResult<T>).
 template <class T>
-struct IsResult : std::false_type {};
-template <class T>
-struct IsResult<Result<T>> : std::true_type {};
+void derives_from_result(const Result<T>&);
+template <class V>
+concept ResultLike = requires(const V& value) {
+  derives_from_result(value);
+};
 
 // What a task's return value says about its outcome: void succeeds; an error_code
 // (or an error code or condition enum such as std::errc, or an error_condition) or
@@ -85,7 +88,7 @@ std::error_code outcome_of(R&& value) noexcept {
     return {condition.value(), condition.category()};
   } else if constexpr (std::is_same_v<Value, std::error_condition>) {
     return std::error_code(value.value(), value.category());
-  } else if constexpr (IsResult<Value>::value || std::is_base_of_v<Result<void>, Value>) {
+  } else if constexpr (ResultLike<Value>) {
     return value.error();
   } else {
     (void)value;

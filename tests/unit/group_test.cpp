@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "ctxpp/blocking.hpp"
 #include "ctxpp/context.hpp"
 #include "ctxpp/coroutine.hpp"
 #include "ctxpp/errc.hpp"
@@ -216,6 +217,16 @@ TEST(TaskGroup, OtherReturnValuesAreIgnored) {
   group.spawn([] { return std::string("not an error"); });
   EXPECT_FALSE(group.wait());
   EXPECT_TRUE(group.failures().empty());
+}
+
+TEST(TaskGroup, ResultsDerivedFromResultCountAsFailuresToo) {
+  // call_blocking returns a BlockingResult<T>, derived from Result<T>: a task that
+  // returns it fails when it holds an error, whatever T is.
+  TaskGroup group(background());
+  auto [ended, cancel] = ctxpp::with_cancel(background());
+  cancel();
+  group.spawn([ctx = ended] { return ctxpp::call_blocking(ctx, [] { return 7; }); });
+  EXPECT_EQ(group.wait(), ctxpp::errc::canceled);
 }
 
 TEST(TaskGroup, ErrorCodeEnumsAndErrorConditionsCountAsFailures) {
