@@ -10,6 +10,7 @@ PACKAGES=(
   g++ clang-14 clang-format-14 clang-tidy-14 libclang-rt-14-dev
   cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
+  postgresql libpq-dev libsqlite3-dev
   golang-go git ca-certificates
 )
 

@@ -1,0 +1,121 @@
+// What the PostgreSQL adapter's tests share: the server CTest started (or why there
+// is none: the test then skips with that reason), connection strings tagged per
+// test so that pg_stat_activity can be read per test while other tests run, and
+// bounded polling of server state (the only waiting these tests do).
+#pragma once
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "ctxpp/context.hpp"
+#include "ctxpp/postgres/connection.hpp"
+#include "ctxpp/postgres/query.hpp"
+
+namespace ctxpp_postgres_test {
+
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+#else
+inline constexpr bool kTsan = false;
+#endif
+
+// A bound that only a bug can reach.
+inline constexpr std::chrono::seconds kLongBound{30};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The server's conninfo, or empty with *reason set.
+inline std::string server_conninfo(std::string* reason) {
+  const char* dir = std::getenv("CTXPP_POSTGRES_DIR");
+  if (dir == nullptr || *dir == '\0') {
+    *reason = "CTXPP_POSTGRES_DIR is not set: run through ctest, which starts the server";
+    return {};
+  }
+  const std::string base(dir);
+  std::string conninfo = read_file(base + "/conninfo");
+  if (!conninfo.empty()) return conninfo;
+  const std::string unavailable = read_file(base + "/unavailable");
+  *reason = unavailable.empty()
+                ? "no PostgreSQL test server in " + base + " (postgres.server.start did not run?)"
+                : "PostgreSQL test server unavailable: " + unavailable;
+  return {};
+}
+
+// A test that needs the server: skipped, with the reason, when there is none.
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string reason;
+    base_ = server_conninfo(&reason);
+    if (base_.empty()) GTEST_SKIP() << reason;
+    static int counter = 0;
+    tag_ = "ctxpp_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  }
+
+  // The conninfo of connections whose activity this test inspects.
+  std::string conninfo() const { return base_ + " application_name=" + tag_; }
+  // The conninfo of an observer, not counted by active_statements().
+  std::string observer_conninfo() const { return base_ + " application_name=" + tag_ + "_obs"; }
+  const std::string& tag() const { return tag_; }
+
+  // A connection for this test (fails the test if it cannot connect).
+  ctxpp::postgres::Connection connect_or_fail(const std::string& info) const {
+    std::string message;
+    auto conn = ctxpp::postgres::connect(ctxpp::background(), info, &message);
+    EXPECT_TRUE(conn) << conn.error().message() << ": " << message;
+    return conn ? std::move(*conn) : ctxpp::postgres::Connection();
+  }
+
+  // Statements of this test's connections the server is running now whose text
+  // contains pattern; -1 if the observer's query failed.
+  static int active_statements(ctxpp::postgres::Connection& observer, const std::string& tag,
+                               const std::string& pattern) {
+    auto rows = ctxpp::postgres::query(
+        ctxpp::background(), observer,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'"
+        " AND strpos(query, $2) > 0",
+        {tag, pattern});
+    if (!rows || rows->rows() != 1) return -1;
+    return std::stoi(std::string(rows->value(0, 0)));
+  }
+
+  // Polls condition (every few ms, no other waiting) until true or bound passed.
+  static bool eventually(const std::function<bool()>& condition,
+                         std::chrono::steady_clock::duration bound = kLongBound) {
+    const auto end = std::chrono::steady_clock::now() + bound;
+    while (!condition()) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling server state
+    }
+    return true;
+  }
+
+ private:
+  std::string base_;
+  std::string tag_;
+};
+
+}  // namespace ctxpp_postgres_test
