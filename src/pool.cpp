@@ -201,7 +201,13 @@ struct PoolAccess {
     r->context_ended = false;
     r->context_error = {};
     r->lingering_reported = false;
+  }
+
+  // Under the lock: a lease reaches its acquirer (not when a waiter is served: that
+  // waiter may find its context ended and pass the resource on).
+  static void count_acquire(PoolCore::State& s, std::optional<clock::time_point> started) {
     ++s.totals.acquired_total;
+    if (started) s.record_wait(clock::now() - *started);
   }
 
   static void on_context_end(CallbackBase* base) noexcept {
@@ -377,15 +383,8 @@ struct PoolAccess {
     unwatch_lease(r);
     PoolCore::State& s = *core.state_;
     const clock::time_point now = clock::now();
-    bool healthy = !discard && !expired(core, r, now);
-    if (healthy) {
-      bool closed = false;
-      {
-        std::lock_guard lock(s.mutex);
-        closed = s.closed;
-      }
-      healthy = !closed && core.recycle_slot(r->slot);
-    }
+    // Recycled even if the pool closes meanwhile: the lock is taken once, below.
+    const bool healthy = !discard && !expired(core, r, now) && core.recycle_slot(r->slot);
     std::optional<LingeringLease> late;
     bool arm_reaper = false;
     bool keep = false;
@@ -514,6 +513,7 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
       }
       record = r;
       PoolAccess::begin_lease(s, r, where, now);
+      PoolAccess::count_acquire(s, std::nullopt);
       break;
     }
     if (record == nullptr) {
@@ -571,6 +571,7 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
           for (PoolSlotRecord* r : expired) PoolAccess::destroy(*this, r);
           return ctx.err();
         }
+        if (record != nullptr) PoolAccess::count_acquire(s, started);
       }
     }
     for (std::size_t i = 0; i < expired.size(); ++i) PoolAccess::pass_capacity(s);
@@ -612,13 +613,10 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
       return make_error_code(failure::rejected);
     }
     PoolAccess::begin_lease(s, r, where, r->created_at);
+    PoolAccess::count_acquire(s, started);
     record = r;
   }
 
-  {
-    std::lock_guard lock(s.mutex);
-    if (started) s.record_wait(clock::now() - *started);
-  }
   PoolAccess::watch_lease(*this, record, ctx);
   LeaseHandle handle;
   handle.core = shared_from_this();
