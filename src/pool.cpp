@@ -53,7 +53,7 @@ struct Timer {
 
 // Where in the histogram d falls.
 std::size_t bucket_of(clock::duration d) noexcept {
-  const auto& bounds = PoolWaitHistogram::bounds;
+  const auto& bounds = PoolWaitHistogram::kBounds;
   for (std::size_t i = 0; i < bounds.size(); ++i) {
     if (d <= bounds[i]) return i;
   }

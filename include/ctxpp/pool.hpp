@@ -56,11 +56,11 @@ struct LingeringLease {
 /// Wait times of acquire() calls that had to wait (or create), in fixed buckets.
 struct PoolWaitHistogram {
   /// Upper bounds (inclusive) of the buckets; the last bucket has none.
-  static constexpr std::array<std::chrono::nanoseconds, 7> bounds{
+  static constexpr std::array<std::chrono::nanoseconds, 7> kBounds{
       std::chrono::microseconds(1), std::chrono::microseconds(10), std::chrono::microseconds(100),
       std::chrono::milliseconds(1), std::chrono::milliseconds(10), std::chrono::milliseconds(100),
       std::chrono::seconds(1)};
-  std::array<std::uint64_t, bounds.size() + 1> counts{};
+  std::array<std::uint64_t, kBounds.size() + 1> counts{};
   std::uint64_t count = 0;  ///< sum of counts
   clock::duration sum{};    ///< total time waited
 };
