@@ -120,7 +120,11 @@ struct PoolHooks {
   std::function<bool(T&)> recycle{};
   /// When a bound lease's context ends, from a thread of ctxpp's callback executor:
   /// stop whatever the resource is doing (sqlite3_interrupt, PQcancel, shutdown()).
-  /// Runs while the holder may be using the resource: must be safe against that.
+  /// Runs while the holder may be using the resource: must be safe against that. It
+  /// may also land between two operations, when nothing runs: make it stick until
+  /// recycle (a flag the next operation checks), or the next operation runs on.
+  /// Ordering: at most once per lease, always before that lease's recycle, never at
+  /// the same time as it, and never after the resource went back to the pool.
   std::function<void(T&)> interrupt{};
 };
 
