@@ -7,23 +7,27 @@
 // request aimed at statement N that started while N ran, then travelled while N
 // finished and N+1 was sent, would cancel N+1. Two things rule that out:
 //  - Each statement gets a generation: odd while it runs, even between statements
-//    (I2 in connection_state.hpp). A request is only sent while the generation is
-//    odd, and is recorded against it (I3); one aimed at a finished statement is
+//    (I2 in connection_state.hpp). A request is only started while the generation
+//    is odd, and is recorded against it (I3); one aimed at a finished statement is
 //    never started.
-//  - The request is sent holding cancel_mutex, and a statement ends (generation
-//    back to even) only under that mutex (I4). So the next statement is sent only
-//    after PQcancel returned, that is after the postmaster signalled the backend
-//    (it signals, then closes the connection PQcancel waits on). The backend
-//    handles a signal that arrives while it waits for the next command by
-//    dropping it (PostgresMain resets a pending cancel while reading a command),
-//    so the request expires with N and never reaches N+1.
+//  - While a request travels, cancel_in_flight says so, and a statement ends
+//    (generation back to even) only once no request is in flight (I4). So the
+//    next statement is sent only after PQcancel returned, that is after the
+//    postmaster signalled the backend (it signals, then closes the connection
+//    PQcancel waits on). The backend handles a signal that arrives while it waits
+//    for the next command by dropping it (PostgresMain resets a pending cancel
+//    while reading a command), so the request expires with N and never reaches N+1.
 // The price: a statement that ends while another thread's request is in flight
-// waits for that request (at most one PQcancel, ~10 ms), and concurrent requests
-// for the same statement are serialised (the second one sees the first was sent
-// and returns at once).
+// waits for that request (one PQcancel: ~10 ms, longer when the postmaster is
+// flooded with them). One request per statement travels at a time; other threads
+// asking meanwhile return at once (never waiting for someone else's PQcancel, so a
+// pool's callback executor is not held up), and only the holder's own query()
+// waits for it, as it must before it can send a retry.
 #include "ctxpp/postgres/connection.hpp"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <new>
@@ -40,6 +44,7 @@ void drop_notice(void* /*arg*/, const char* /*message*/) {}
 }  // namespace
 
 ConnectionState::~ConnectionState() {
+  if (wake_fd >= 0) ::close(wake_fd);
   if (cancel != nullptr) PQfreeCancel(cancel);
   if (conn != nullptr) PQfinish(conn);
 }
@@ -71,35 +76,53 @@ std::unique_ptr<ConnectionState> prepare_state(PGconn* conn) {
   // touch no state the holder's thread uses.
   state->cancel = PQgetCancel(conn);
   if (state->cancel == nullptr) throw std::bad_alloc();
+  // Without it (out of descriptors) query() notices interrupt() in 10 ms slices.
+  state->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   return state;
 }
 
-void begin_statement(ConnectionState& state) noexcept {
+bool begin_statement(ConnectionState& state) noexcept {
   const std::lock_guard lock(state.cancel_mutex);
+  if (state.interrupted.load(std::memory_order_relaxed)) return false;  // I5
   // Relaxed: the mutex orders this write with request_cancel's reads (I2); the
   // atomic exists only for the test hooks.
   state.generation.store(state.generation.load(std::memory_order_relaxed) + 1,
                          std::memory_order_relaxed);
+  return true;
 }
 
 void end_statement(ConnectionState& state) noexcept {
   // I4: waits for a cancel request in flight before the next statement can start.
-  const std::lock_guard lock(state.cancel_mutex);
+  std::unique_lock lock(state.cancel_mutex);
+  state.cancel_done.wait(lock, [&] { return state.cancel_in_flight == 0; });
   const std::uint64_t generation = state.generation.load(std::memory_order_relaxed);
   if ((generation & 1U) != 0U) state.generation.store(generation + 1, std::memory_order_relaxed);
 }
 
-bool send_cancel(ConnectionState& state, bool force) noexcept {
-  const std::lock_guard lock(state.cancel_mutex);
+bool send_cancel(ConnectionState& state, CancelMode mode) noexcept {
+  std::unique_lock lock(state.cancel_mutex);
   const std::uint64_t generation = state.generation.load(std::memory_order_relaxed);
   if ((generation & 1U) == 0U || state.cancel == nullptr) return false;  // I3
-  if (!force && state.canceled_generation.load(std::memory_order_relaxed) == generation) {
-    return true;  // a concurrent call already delivered one for this statement
+  // A request in flight is aimed at this statement: the statement cannot have
+  // ended meanwhile (I4).
+  if (state.cancel_in_flight != 0) {
+    if (mode != CancelMode::join) return true;
+    state.cancel_done.wait(lock, [&] { return state.cancel_in_flight == 0; });
+    // Only the holder moves the generation, and the holder is this caller.
+    if (state.canceled_generation.load(std::memory_order_relaxed) == generation) return true;
+  } else if (mode != CancelMode::retry &&
+             state.canceled_generation.load(std::memory_order_relaxed) == generation) {
+    return true;  // already delivered for this statement
   }
+  state.cancel_in_flight = generation;
+  lock.unlock();
   char message[256];
-  if (PQcancel(state.cancel, message, static_cast<int>(sizeof message)) == 0) return false;
-  state.canceled_generation.store(generation, std::memory_order_relaxed);
-  return true;
+  const bool delivered = PQcancel(state.cancel, message, static_cast<int>(sizeof message)) != 0;
+  lock.lock();
+  state.cancel_in_flight = 0;
+  if (delivered) state.canceled_generation.store(generation, std::memory_order_relaxed);
+  state.cancel_done.notify_all();
+  return delivered;
 }
 
 std::string trimmed(const char* message) {
@@ -114,10 +137,11 @@ int context_fd(const Context& ctx) noexcept {
   return ec ? -1 : fd;
 }
 
-int wait_socket(int sock, short events, int ctx_fd, int timeout_ms) noexcept {
-  pollfd fds[2] = {{sock, events, 0}, {ctx_fd, POLLIN, 0}};  // a negative fd is ignored
+int wait_socket(int sock, short events, int ctx_fd, int timeout_ms, int wake_fd) noexcept {
+  // poll() ignores a negative fd.
+  pollfd fds[3] = {{sock, events, 0}, {ctx_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
   for (;;) {
-    const int n = ::poll(fds, 2, timeout_ms);
+    const int n = ::poll(fds, 3, timeout_ms);
     if (n >= 0) return n == 0 ? 0 : fds[0].revents;
     if (errno != EINTR) return -1;
   }
@@ -160,7 +184,36 @@ void Connection::mark_broken() noexcept {
 PGconn* Connection::raw() const noexcept { return state_ == nullptr ? nullptr : state_->conn; }
 
 bool Connection::request_cancel() noexcept {
-  return state_ != nullptr && detail::send_cancel(*state_, false);
+  return state_ != nullptr && detail::send_cancel(*state_, detail::CancelMode::unless_sent);
+}
+
+void Connection::interrupt() noexcept {
+  if (state_ == nullptr) return;
+  {
+    const std::lock_guard lock(state_->cancel_mutex);
+    // Release: pairs with interrupted()'s acquire load on other threads (I5).
+    state_->interrupted.store(true, std::memory_order_release);
+  }
+  if (state_->wake_fd >= 0) {
+    const std::uint64_t one = 1;
+    // Cannot fail short of a counter overflow (2^64 - 1 calls): the flag stays set.
+    (void)!::write(state_->wake_fd, &one, sizeof one);
+  }
+  (void)detail::send_cancel(*state_, detail::CancelMode::unless_sent);
+}
+
+bool Connection::interrupted() const noexcept {
+  return state_ != nullptr && state_->interrupted.load(std::memory_order_acquire);
+}
+
+void Connection::clear_interrupt() noexcept {
+  if (state_ == nullptr) return;
+  const std::lock_guard lock(state_->cancel_mutex);
+  state_->interrupted.store(false, std::memory_order_relaxed);
+  if (state_->wake_fd >= 0) {
+    std::uint64_t count = 0;
+    (void)!::read(state_->wake_fd, &count, sizeof count);  // EAGAIN when never written
+  }
 }
 
 const std::string& Connection::last_error_message() const noexcept {

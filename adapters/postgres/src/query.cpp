@@ -87,6 +87,8 @@ namespace {
 
 using detail::ConnectionState;
 
+constexpr std::size_t kMaxParams = 65535;
+
 enum class Progress {
   waiting,  // libpq needs more input (or output flushed) before the statement is over
   done,     // PQgetResult returned nullptr: the server finished the statement
@@ -155,25 +157,31 @@ int ms_until(clock::time_point when) noexcept {
   return static_cast<int>(std::clamp<decltype(left)>(left, 0, 1'000'000));
 }
 
-// ctx has ended while the statement runs: cancel it server-side and read the
-// connection to the end of the statement, or give the connection up. Returns
-// ctx_error either way (style: the context's error, never the 57014 symptom).
-std::error_code cancel_and_drain(ConnectionState& state, Exchange& exchange,
-                                 std::error_code ctx_error, const QueryOptions& options) {
-  const clock::time_point deadline = clock::now() + options.drain_timeout;
+// ctx has ended (or the connection was interrupted) while the statement runs:
+// cancel it server-side and read the connection to the end of the statement, or
+// give the connection up. Returns error either way (style: the context's error,
+// never the 57014 symptom).
+std::error_code cancel_and_drain(ConnectionState& state, Exchange& exchange, std::error_code error,
+                                 const QueryOptions& options) {
   // Whatever already arrived first: a statement that has just finished needs no
   // cancel request (and its ~10 ms).
   Progress progress = advance(state, exchange, POLLIN);
+  // The drain is timed from the first request's delivery: PQcancel itself can take
+  // long when many connections cancel at once (the postmaster forks for each).
+  clock::time_point deadline = clock::time_point::max();
   clock::time_point next_cancel = clock::now();
   bool first_request = true;
   while (progress == Progress::waiting) {
     if (clock::now() >= next_cancel) {
-      // The first request joins one a concurrent request_cancel() already
-      // delivered; later ones repeat it, since the server drops a request that
-      // arrives before it has read the statement.
-      (void)detail::send_cancel(state, !first_request);
+      // The first request joins one a concurrent request_cancel() or interrupt()
+      // already delivered; later ones repeat it, since the server drops a request
+      // that arrives before it has read the statement.
+      (void)detail::send_cancel(
+          state, first_request ? detail::CancelMode::join : detail::CancelMode::retry);
+      if (first_request) deadline = clock::now() + options.drain_timeout;
       first_request = false;
-      next_cancel = clock::now() + options.cancel_retry_interval;
+      next_cancel = clock::now() + std::max<clock::duration>(options.cancel_retry_interval,
+                                                             std::chrono::milliseconds(1));
     }
     if (clock::now() >= deadline) break;
     const int sock = PQsocket(state.conn);
@@ -194,18 +202,16 @@ std::error_code cancel_and_drain(ConnectionState& state, Exchange& exchange,
               : detail::trimmed(PQerrorMessage(state.conn));
     }
   }
-  return ctx_error;
+  return error;
 }
 
-// Ends the statement's generation on every way out of query() (I4).
-class StatementScope {
+// Ends a begun statement's generation on every way out of query() (I4).
+class StatementEnd {
  public:
-  explicit StatementScope(ConnectionState& state) noexcept : state_(state) {
-    detail::begin_statement(state_);
-  }
-  StatementScope(const StatementScope&) = delete;
-  StatementScope& operator=(const StatementScope&) = delete;
-  ~StatementScope() { detail::end_statement(state_); }
+  explicit StatementEnd(ConnectionState& state) noexcept : state_(state) {}
+  StatementEnd(const StatementEnd&) = delete;
+  StatementEnd& operator=(const StatementEnd&) = delete;
+  ~StatementEnd() { detail::end_statement(state_); }
 
  private:
   ConnectionState& state_;
@@ -234,6 +240,10 @@ Result<QueryResult> query(const Context& ctx, Connection& conn, std::string_view
 
   // libpq takes NUL-terminated text: one buffer for the statement and every value.
   const std::span<const Param> values = params.values();
+  if (values.size() > kMaxParams) {
+    state->last_error_message = "more than 65535 parameters";
+    return make_error_code(errc::query_failed);  // the protocol counts them in 16 bits
+  }
   std::string buffer;
   std::size_t size = sql.size() + 1;
   for (const Param& value : values) size += value ? value->size() + 1 : 0;
@@ -251,7 +261,11 @@ Result<QueryResult> query(const Context& ctx, Connection& conn, std::string_view
   }
   const int ctx_fd = detail::context_fd(ctx);
 
-  const StatementScope scope(*state);
+  if (!detail::begin_statement(*state)) {
+    state->last_error_message = "the connection is interrupted (Connection::interrupt())";
+    return make_error_code(errc::interrupted);  // nothing is sent (I5)
+  }
+  const StatementEnd end(*state);
   if (PQsendQueryParams(state->conn, buffer.data(), static_cast<int>(values.size()), nullptr,
                         pointers.data(), nullptr, nullptr, 0) == 0) {
     state->last_error_message = detail::trimmed(PQerrorMessage(state->conn));
@@ -259,7 +273,7 @@ Result<QueryResult> query(const Context& ctx, Connection& conn, std::string_view
       state->broken = true;
       return make_error_code(errc::broken_connection);
     }
-    return make_error_code(errc::query_failed);  // refused by libpq (too many parameters, ...)
+    return make_error_code(errc::query_failed);  // refused by libpq
   }
 
   Exchange exchange;
@@ -271,8 +285,12 @@ Result<QueryResult> query(const Context& ctx, Connection& conn, std::string_view
       break;
     }
     const short events = static_cast<short>(POLLIN | (exchange.need_flush ? POLLOUT : 0));
-    const int revents = detail::wait_socket(sock, events, ctx_fd, detail::context_wait_ms(ctx_fd));
+    const int revents = detail::wait_socket(
+        sock, events, ctx_fd, detail::context_wait_ms(ctx_fd, state->wake_fd), state->wake_fd);
     if (ctx.done()) return cancel_and_drain(*state, exchange, ctx.err(), options);
+    if (state->interrupted.load(std::memory_order_acquire)) {  // I5
+      return cancel_and_drain(*state, exchange, make_error_code(errc::interrupted), options);
+    }
     if (revents < 0) {
       progress = Progress::failed;
       break;

@@ -130,6 +130,9 @@ TEST(PostgresConnection, EmptyConnectionIsBrokenAndRefusesStatements) {
   EXPECT_EQ(conn.raw(), nullptr);
   EXPECT_EQ(conn.backend_pid(), 0);
   EXPECT_FALSE(conn.request_cancel());
+  conn.interrupt();  // defined on an empty connection: nothing happens
+  EXPECT_FALSE(conn.interrupted());
+  conn.clear_interrupt();
   EXPECT_TRUE(conn.last_error_message().empty());
   auto rows = query(background(), conn, "SELECT 1");
   EXPECT_EQ(rows.error(), ctxpp::postgres::errc::not_connected);

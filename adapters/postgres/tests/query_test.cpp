@@ -109,6 +109,10 @@ TEST_F(PostgresQuery, ReportsServerErrorWithTextAndSqlstateAndStaysUsable) {
   EXPECT_EQ(several.error(), pg::errc::query_failed);
   EXPECT_EQ(conn_.last_sqlstate(), "42601");
 
+  const std::vector<Param> too_many(65536, Param("1"));
+  EXPECT_EQ(query(background(), conn_, "SELECT 1", too_many).error(), pg::errc::query_failed);
+  EXPECT_FALSE(conn_.broken());
+
   auto one = query(background(), conn_, "SELECT 1");
   ASSERT_TRUE(one) << conn_.last_error_message();
   EXPECT_TRUE(conn_.last_error_message().empty());
@@ -213,6 +217,45 @@ TEST_F(PostgresQuery, RequestCancelFromAnotherThreadReportsInterrupted) {
   EXPECT_TRUE(query(background(), conn_, "SELECT 1")) << conn_.last_error_message();
 }
 
+TEST_F(PostgresQuery, InterruptStopsTheRunningStatementAndRefusesLaterOnes) {
+  std::thread interrupter([&] {
+    if (eventually([&] { return active_statements(observer_, tag(), "pg_sleep") == 1; })) {
+      conn_.interrupt();
+    }
+  });
+  const auto start = Clock::now();
+  auto rows = query(background(), conn_, "SELECT pg_sleep(10)");
+  const auto elapsed = Clock::now() - start;
+  interrupter.join();
+  ASSERT_FALSE(rows);
+  EXPECT_EQ(rows.error(), pg::errc::interrupted);
+  EXPECT_LT(ms(elapsed), 9000.0);
+  EXPECT_TRUE(conn_.interrupted());
+  EXPECT_FALSE(conn_.broken()) << conn_.last_error_message();
+  EXPECT_EQ(active_statements(observer_, tag(), "pg_sleep"), 0);
+
+  // It sticks: the next statement is refused without being sent.
+  const auto generation = pg::detail::statement_generation(conn_);
+  auto refused = query(background(), conn_, "SELECT 1");
+  EXPECT_EQ(refused.error(), pg::errc::interrupted);
+  EXPECT_EQ(pg::detail::statement_generation(conn_), generation);
+
+  conn_.clear_interrupt();
+  EXPECT_FALSE(conn_.interrupted());
+  auto one = query(background(), conn_, "SELECT 1");
+  EXPECT_TRUE(one) << conn_.last_error_message();
+}
+
+TEST_F(PostgresQuery, InterruptBetweenStatementsIsNotLost) {
+  conn_.interrupt();  // nothing runs: a bare cancel request would be dropped
+  auto rows = query(background(), conn_, "SELECT pg_sleep(10)");
+  EXPECT_EQ(rows.error(), pg::errc::interrupted);
+  EXPECT_EQ(pg::detail::statement_generation(conn_), 0U);  // never sent
+  conn_.clear_interrupt();
+  conn_.clear_interrupt();  // idempotent
+  EXPECT_TRUE(query(background(), conn_, "SELECT 1")) << conn_.last_error_message();
+}
+
 TEST_F(PostgresQuery, TerminatedBackendReportsBrokenConnection) {
   const int pid = conn_.backend_pid();
   bool terminated = false;
@@ -250,8 +293,9 @@ TEST_F(PostgresQuery, CancelNotDrainedInTimeMarksConnectionBroken) {
   EXPECT_EQ(rows.error(), ctxpp::errc::canceled);
   EXPECT_TRUE(conn_.broken());
   EXPECT_FALSE(conn_.last_error_message().empty());
-  // The cancel request was still sent: the server does not keep sleeping.
-  EXPECT_TRUE(eventually([&] { return active_statements(observer_, tag(), "pg_sleep") == 0; }));
+  // The cancel request was still sent: the server stops sleeping long before the
+  // 10 s are up.
+  EXPECT_TRUE(eventually([&] { return active_statements(observer_, tag(), "pg_sleep") == 0; }, 5s));
 }
 
 TEST_F(PostgresQuery, CopyIsRefusedAndTheConnectionDiscarded) {

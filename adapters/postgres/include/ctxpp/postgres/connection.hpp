@@ -31,10 +31,13 @@ struct ConnectionAccess;
 /// One PostgreSQL connection: owns a PGconn, its prepared cancel handle and the
 /// server's last error. Move-only.
 /// Thread safety: one thread at a time uses a Connection (query(), broken(), the
-/// error accessors, raw()), except request_cancel(), which any thread may call at
-/// any time while the connection is neither moved nor destroyed.
+/// error accessors, raw()), except request_cancel(), interrupt() and interrupted(),
+/// which any thread may call at any time while the connection is neither moved nor
+/// destroyed.
 /// Ownership: PQfinish on destruction; a moved-from or default-constructed
 /// Connection is empty (operator bool false, query() fails with not_connected).
+/// Cost: besides libpq's, one eventfd per connection (to wake a query() on
+/// interrupt()) and one small allocation.
 class Connection {
  public:
   /// An empty connection. Cost: none.
@@ -78,8 +81,9 @@ class Connection {
 
   /// Asks the server to cancel the statement running now on this connection
   /// (PQcancel, with the handle prepared at connect). Returns true if a statement
-  /// was running and a cancel request was delivered (now or by a concurrent call
-  /// for the same statement); false when no statement runs, the connection is
+  /// was running and a cancel request was delivered (now, or earlier by another
+  /// call for the same statement) or is being delivered by a concurrent call (this
+  /// call then returns at once); false when no statement runs, the connection is
   /// empty, or the request could not be delivered. Once the server handles it, the
   /// statement's query() returns errc::interrupted (or its context's error if that
   /// context ended meanwhile).
@@ -89,11 +93,34 @@ class Connection {
   /// Thread safety: any thread, concurrently with query() and with itself.
   /// Blocking: PQcancel opens a connection to the server and waits for it to take
   /// the request: 8–12 ms on a local server, a network round trip plus connection
-  /// setup on a remote one. Never call it on an event-loop thread or inline in a
-  /// cancelling thread; a pool calls it on its callback executor. query() cancels
-  /// by itself when its own context ends: this is for other threads.
+  /// setup on a remote one, longer while the server's postmaster is flooded with
+  /// cancel requests (it forks for each); never waits for another thread's request. Never call it
+  /// on an event-loop thread or inline in a cancelling thread; a pool calls it on its callback
+  /// executor. query() cancels by itself when its own context ends: this is for other threads.
   /// Errors: none reported beyond false; the failure text is not kept.
   bool request_cancel() noexcept;
+
+  /// Stops this connection's work for good, until clear_interrupt(): the statement
+  /// running now is cancelled server-side (as request_cancel()), and every later
+  /// query() fails with errc::interrupted without sending anything. Unlike a bare
+  /// request_cancel(), it cannot be lost: if it lands between two statements the
+  /// next one is refused, and a running query() is woken and cancels (and retries
+  /// the cancel) by itself, so a request the server dropped because it had not read
+  /// the statement yet is repeated. What a pool's interrupt hook calls when a bound
+  /// lease's context ends (pool_hooks() in pool.hpp); the recycle hook clears it.
+  /// Thread safety: any thread, as request_cancel(). Blocking: as request_cancel()
+  /// when a statement runs; a mutex section and a write() otherwise.
+  /// Errors: none; a no-op on an empty connection.
+  void interrupt() noexcept;
+
+  /// True from interrupt() until clear_interrupt(). Thread safety: any thread.
+  /// Cost: one acquire load.
+  bool interrupted() const noexcept;
+
+  /// Lets statements run again after interrupt(). Thread safety: the holder's
+  /// thread, not concurrently with interrupt() (a pool orders its recycle after
+  /// the interrupt). Cost: a mutex section and a read().
+  void clear_interrupt() noexcept;
 
   /// The server's (or libpq's) message for the last failure of connect() or
   /// query() on this connection, without the trailing newline; empty after a
@@ -124,8 +151,8 @@ class Connection {
 /// then nothing is attempted); errc::connection_failed with libpq's text in
 /// *error_message when not nullptr (unreachable, authentication, no such
 /// database, bad conninfo); std::bad_alloc is thrown.
-/// Cost: a socket, a server backend process, a few round trips, one allocation
-/// for the Connection's state.
+/// Cost: a socket, a server backend process, a few round trips, an eventfd, one
+/// allocation for the Connection's state.
 Result<Connection> connect(const Context& ctx, std::string_view conninfo,
                            std::string* error_message = nullptr);
 

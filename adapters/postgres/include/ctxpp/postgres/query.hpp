@@ -58,13 +58,15 @@ class Params {
 
 /// How query() behaves when its context ends. Every field has a working default.
 struct QueryOptions {
-  /// After a cancel request, how long query() reads what the server still sends
-  /// (the cancelled statement's error, or its result if it finished first) before
-  /// it gives the connection up as broken. Must be positive.
+  /// Once the first cancel request is delivered, how long query() reads what the
+  /// server still sends (the cancelled statement's error, or its result if it
+  /// finished first) before it gives the connection up as broken. Zero or
+  /// negative: given up at once (unless the statement had already finished).
   clock::duration drain_timeout = std::chrono::seconds(1);
   /// While draining, a cancel request is sent again after this long without an
   /// answer: the server drops a request that arrives before it has read the
   /// statement, so the first one can miss a statement sent just before ctx ended.
+  /// Values below 1 ms count as 1 ms.
   clock::duration cancel_retry_interval = std::chrono::milliseconds(100);
 };
 
@@ -132,18 +134,19 @@ class QueryResult {
 /// Blocking: until the result, or ctx's end plus the cancel (8–12 ms on a local
 /// server) and the drain (a round trip; options.drain_timeout at most).
 /// Thread safety: one statement at a time per connection (see Connection);
-/// request_cancel() from another thread stops it with errc::interrupted.
+/// request_cancel() or interrupt() from another thread stops it with
+/// errc::interrupted (after interrupt(), the same cancel-and-drain as for ctx).
 /// Errors: ctx's err() (without sending anything if ctx had already ended);
 /// errc::query_failed when the server rejected the statement, with the text and
 /// SQLSTATE in conn.last_error_message() / last_sqlstate() (the connection stays
-/// usable); errc::interrupted for a cancel that did not come from ctx (SQLSTATE
-/// 57014); errc::broken_connection when the connection is or becomes unusable
-/// (nothing is sent on one already broken); errc::not_connected on an empty
-/// connection; errc::protocol for results query() does not handle (COPY: the
-/// connection is marked broken) or a connection left busy through raw().
-/// std::bad_alloc is thrown.
-/// Cost: the statement and its parameters are copied once into one buffer (libpq
-/// wants NUL-terminated strings); a done_fd() of ctx (made on first use); poll().
+/// usable), or libpq refused to send it (more than 65535 parameters: nothing sent);
+/// errc::interrupted for a cancel that did not come from ctx (SQLSTATE 57014), or after
+/// conn.interrupt() (nothing sent until clear_interrupt()); errc::broken_connection when the
+/// connection is or becomes unusable (nothing is sent on one already broken); errc::not_connected
+/// on an empty connection; errc::protocol for results query() does not handle (COPY: the connection
+/// is marked broken) or a connection left busy through raw(). std::bad_alloc is thrown. Cost: the
+/// statement and its parameters are copied once into one buffer (libpq wants NUL-terminated
+/// strings); a done_fd() of ctx (made on first use); poll().
 Result<QueryResult> query(const Context& ctx, Connection& conn, std::string_view sql,
                           Params params = {}, const QueryOptions& options = {});
 
