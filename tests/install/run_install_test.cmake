@@ -56,6 +56,14 @@ function(configure_build_run source_dir)
     set(exe ${build}/${CONFIG}/ctxpp_install_consumer)
   endif()
   run(${exe})
+  # Built only when the adapter was installed (see CMakeLists.txt there).
+  foreach(candidate ${build}/ctxpp_install_sqlite_consumer
+                    ${build}/${CONFIG}/ctxpp_install_sqlite_consumer)
+    if(EXISTS ${candidate})
+      run(${candidate})
+      break()
+    endif()
+  endforeach()
 endfunction()
 
 if(MODE STREQUAL "find_package")
