@@ -57,12 +57,14 @@ function(configure_build_run source_dir)
   endif()
   run(${exe})
   # Built only when the adapter was installed (see CMakeLists.txt there).
-  foreach(candidate ${build}/ctxpp_install_sqlite_consumer
-                    ${build}/${CONFIG}/ctxpp_install_sqlite_consumer)
-    if(EXISTS ${candidate})
-      run(${candidate})
-      break()
-    endif()
+  foreach(adapter IN ITEMS sqlite postgres)
+    foreach(candidate ${build}/ctxpp_install_${adapter}_consumer
+                      ${build}/${CONFIG}/ctxpp_install_${adapter}_consumer)
+      if(EXISTS ${candidate})
+        run(${candidate})
+        break()
+      endif()
+    endforeach()
   endforeach()
 endfunction()
 
