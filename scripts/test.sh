@@ -57,10 +57,11 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     [[ -f "$f" ]] && format_files+=("$f")
   done < <(git ls-files -z --cached --others --exclude-standard -- \
              'include/*.hpp' 'include/*.cpp' 'src/*.hpp' 'src/*.cpp' 'tests/*.hpp' \
-             'tests/*.cpp' 'bench/*.hpp' 'bench/*.cpp' 'examples/*.hpp' 'examples/*.cpp')
+             'tests/*.cpp' 'bench/*.hpp' 'bench/*.cpp' 'examples/*.hpp' 'examples/*.cpp' \
+             'adapters/*.hpp' 'adapters/*.cpp')
 else
   while IFS= read -r -d '' f; do format_files+=("$f"); done < <(
-    find include src tests bench examples -type f \( -name '*.hpp' -o -name '*.cpp' \) \
+    find include src tests bench examples adapters -type f \( -name '*.hpp' -o -name '*.cpp' \) \
       -print0 2>/dev/null)
 fi
 if ! command -v clang-format-14 >/dev/null 2>&1; then
