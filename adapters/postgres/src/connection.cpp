@@ -2,7 +2,7 @@
 //
 // The generation rule (why a late cancel never hits the next statement).
 // PostgreSQL cancels whatever the backend runs when the cancel request arrives,
-// not a particular statement. PQcancel takes 8–12 ms (it opens a connection to
+// not a particular statement. PQcancel takes 10–20 ms (it opens a connection to
 // the postmaster, which signals the backend and then closes it). Without care, a
 // request aimed at statement N that started while N ran, then travelled while N
 // finished and N+1 was sent, would cancel N+1. Two things rule that out:

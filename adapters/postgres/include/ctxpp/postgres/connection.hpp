@@ -92,11 +92,12 @@ class Connection {
   /// sent, or not at all (see the generation rule in src/connection.cpp).
   /// Thread safety: any thread, concurrently with query() and with itself.
   /// Blocking: PQcancel opens a connection to the server and waits for it to take
-  /// the request: 8–12 ms on a local server, a network round trip plus connection
+  /// the request: 10–20 ms on a local server, a network round trip plus connection
   /// setup on a remote one, longer while the server's postmaster is flooded with
-  /// cancel requests (it forks for each); never waits for another thread's request. Never call it
-  /// on an event-loop thread or inline in a cancelling thread; a pool calls it on its callback
-  /// executor. query() cancels by itself when its own context ends: this is for other threads.
+  /// cancel requests (it forks for each). Never waits for another thread's request.
+  /// Never call it on an event-loop thread or inline in a cancelling thread (a pool
+  /// runs interrupt() on its callback executor). query() cancels by itself when its
+  /// own context ends: this is for other threads.
   /// Errors: none reported beyond false; the failure text is not kept.
   bool request_cancel() noexcept;
 

@@ -38,7 +38,7 @@ bool reset(Connection& conn, clock::duration rollback_budget = std::chrono::seco
 ///   that acquire() as errc::connection_failed (or the context's error).
 /// - recycle: reset(conn, rollback_budget); false destroys the connection.
 /// - interrupt: conn.interrupt(): the running statement is cancelled server-side
-///   (PQcancel blocks 8–12 ms on a local server, which is why the pool runs the
+///   (PQcancel blocks 10–20 ms on a local server, which is why the pool runs the
 ///   hook on its callback executor and never in the cancelling thread), and later
 ///   statements on the lease are refused until recycle. The statement returns
 ///   errc::interrupted, or its own context's error when that context ended too

@@ -131,7 +131,7 @@ class QueryResult {
 /// inside a transaction a rollback undoes them).
 /// Inside a transaction, a cancelled statement leaves the transaction failed: roll
 /// it back (reset() in pool.hpp does so for pooled connections).
-/// Blocking: until the result, or ctx's end plus the cancel (8–12 ms on a local
+/// Blocking: until the result, or ctx's end plus the cancel (10–20 ms on a local
 /// server) and the drain (a round trip; options.drain_timeout at most).
 /// Thread safety: one statement at a time per connection (see Connection);
 /// request_cancel() or interrupt() from another thread stops it with
