@@ -9,8 +9,10 @@
 # Knobs (environment):
 #   QUICK=1          fewer repetitions everywhere, skips std's 10,000-thread W6 (~2 min)
 #   SKIP_GO=1 SKIP_STD=1 SKIP_TOKIO=1 SKIP_BUILD=1
-#   SKIP_STRUCTURED=1  skip the task-group/call_blocking (G*, B*) and cleanup (C1)
-#                      suites, which carry their own std baselines (~1.5 min)
+#   SKIP_STRUCTURED=1  skip the task-group/call_blocking (G*, B*), cleanup (C1) and
+#                      pool (P1-P3) suites, which carry their own std baselines (~2 min)
+#   SKIP_POOL=1       skip only the pool suite (P1-P3, ~25 s)
+#   POOL_REPS=n       repetitions of each pool benchmark (default 5; QUICK=1: 3)
 #   SHARED_BENCH=dir  the baselines (default: ../shared/bench next to the repository)
 #   OUT=dir           output directory (default: build/bench)
 #   WAIT_QUIET=secs   first wait up to secs for the 1-min load average to drop below 1
@@ -76,7 +78,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building the release preset (ctxpp-bench)"
   (cd "$root" && cmake --preset release >"$out/build.log" 2>&1 &&
     cmake --build --preset release --target ctxpp-bench ctxpp-group-bench ctxpp-cleanup-bench \
-      >>"$out/build.log" 2>&1) || {
+      ctxpp-pool-bench >>"$out/build.log" 2>&1) || {
     cat "$out/build.log" >&2
     exit 1
   }
@@ -154,14 +156,22 @@ for note in "${notes[@]+"${notes[@]}"}"; do note_args+=(--note "$note"); done
     --std "$out/std.jsonl" --tokio "$out/tokio.jsonl" "${note_args[@]+"${note_args[@]}"}"
 } >"$out/table.md"
 
-# --- structured concurrency and cleanup (own std baselines, same run) --------------------
+# --- structured concurrency, cleanup and pool (own std baselines, same run) --------------
 if [[ "${SKIP_STRUCTURED:-0}" != 1 ]]; then
-  for suite in group cleanup; do
+  suites=(group cleanup)
+  [[ "${SKIP_POOL:-0}" == 1 ]] || suites+=(pool)
+  for suite in "${suites[@]}"; do
     suite_bin="$root/build/release/bench/ctxpp-$suite-bench"
     [[ -x "$suite_bin" ]] || { log "missing $suite_bin, skipped"; continue; }
+    suite_args=(--benchmark_color=false)
+    if [[ "$suite" == pool ]]; then
+      pool_reps="${POOL_REPS:-5}"
+      if [[ "${QUICK:-0}" == 1 ]]; then pool_reps="${POOL_REPS:-3}"; fi
+      suite_args+=("--benchmark_repetitions=$pool_reps" --benchmark_report_aggregates_only=true)
+    fi
     log "running ctxpp-$suite-bench"
     SECONDS=0
-    if "$suite_bin" --benchmark_color=false >"$out/$suite.txt" 2>"$out/$suite.log"; then
+    if "$suite_bin" "${suite_args[@]}" >"$out/$suite.txt" 2>"$out/$suite.log"; then
       log "ctxpp-$suite-bench done in ${SECONDS}s"
       {
         echo
@@ -169,6 +179,7 @@ if [[ "${SKIP_STRUCTURED:-0}" != 1 ]]; then
         echo '```'
         grep -E '^\|' "$out/$suite.txt" || true
         grep -E '(_median|goal|exit check)' "$out/$suite.txt" || true
+        echo "load after ctxpp-$suite-bench: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo '```'
       } >>"$out/table.md"
     else

@@ -17,10 +17,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <future>
-#include <map>
 #include <mutex>
 #include <stop_token>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -28,6 +26,7 @@
 
 #include "ctxpp/blocking.hpp"
 #include "ctxpp/group.hpp"
+#include "median_reporter.hpp"
 
 namespace {
 
@@ -179,42 +178,20 @@ BENCHMARK(B2_abandon)
     ->Iterations(200)
     ->Repetitions(kRepetitions);
 
-// Keeps the console output and remembers each benchmark's median for the ratio table.
-class MedianReporter : public benchmark::ConsoleReporter {
- public:
-  MedianReporter() : ConsoleReporter(OO_Tabular) {}  // no colour codes: the output is parsed
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
-        medians[run.run_name.function_name] = run.GetAdjustedRealTime();
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-  std::map<std::string, double> medians;  // in the benchmark's time unit (ns)
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  MedianReporter reporter;
+  ctxpp_bench::MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  const auto row = [&](const char* ours, const char* baseline, const char* what) {
-    const auto a = reporter.medians.find(ours);
-    const auto b = reporter.medians.find(baseline);
-    if (a == reporter.medians.end() || b == reporter.medians.end()) return;
-    std::printf("| %-18s | %-16s | %12.0f | %12.0f | %6.2f | %s\n", ours, baseline, a->second,
-                b->second, b->second / a->second, what);
-  };
-  std::printf(
-      "\n| ctxpp              | baseline         |  ctxpp (ns)  | baseline (ns) | ratio | per\n");
-  std::printf("|---|---|---|---|---|---|\n");
-  row("G1/task_group", "G1/std_thread", "64 tasks spawned and joined");
-  row("G1/task_group", "G1/std_async", "64 tasks spawned and joined");
-  row("G2/task_group", "G2/std_jthread", "failure -> 8 siblings stopped and joined");
-  row("B1/call_blocking", "B1/std_async", "one trivial call on another thread");
+  using ctxpp_bench::print_ratio_row;
+  ctxpp_bench::print_ratio_header();
+  print_ratio_row(reporter, "G1/task_group", "G1/std_thread", "64 tasks spawned and joined");
+  print_ratio_row(reporter, "G1/task_group", "G1/std_async", "64 tasks spawned and joined");
+  print_ratio_row(reporter, "G2/task_group", "G2/std_jthread",
+                  "failure -> 8 siblings stopped and joined");
+  print_ratio_row(reporter, "B1/call_blocking", "B1/std_async",
+                  "one trivial call on another thread");
   if (auto it = reporter.medians.find("B2/abandon"); it != reporter.medians.end()) {
     std::printf(
         "| B2/abandon         | (none)           | %12.0f |              |        | cancel -> "
