@@ -269,28 +269,35 @@ struct PoolAccess {
     r->linger_timer.disarm();
   }
 
-  // Under the lock: is this lease lingering now, and how.
+  // Under the lock: why this lease lingers at now, if it does. No allocation: this is
+  // asked on every return.
+  static std::optional<LingerReason> linger_reason(const PoolOptions& o, const PoolSlotRecord* r,
+                                                   clock::time_point now) noexcept {
+    if (o.max_hold > clock::duration::zero() && now - r->acquired_at > o.max_hold) {
+      return LingerReason::held_too_long;
+    }
+    if (r->context_ended && now - r->context_ended_at >= o.linger_after_context) {
+      return LingerReason::outlived_context;
+    }
+    return std::nullopt;
+  }
+
+  // Under the lock: the report of a lingering lease.
   static std::optional<LingeringLease> lingering_now(const PoolCore& core, const PoolSlotRecord* r,
                                                      clock::time_point now, bool returned) {
-    const PoolOptions& o = core.options_;
+    const std::optional<LingerReason> reason = linger_reason(core.options_, r, now);
+    if (!reason) return std::nullopt;
     LingeringLease found;
-    found.pool = o.name;
+    found.pool = core.options_.name;
     found.where = r->where;
+    found.reason = *reason;
     found.held_for = now - r->acquired_at;
     found.returned = returned;
     if (r->context_ended) {
       found.since_context_end = now - r->context_ended_at;
       found.context_error = r->context_error;
     }
-    if (o.max_hold > clock::duration::zero() && found.held_for > o.max_hold) {
-      found.reason = LingerReason::held_too_long;
-      return found;
-    }
-    if (found.since_context_end && *found.since_context_end >= o.linger_after_context) {
-      found.reason = LingerReason::outlived_context;
-      return found;
-    }
-    return std::nullopt;
+    return found;
   }
 
   static void report(const PoolCore& core, const LingeringLease& lease) noexcept {
@@ -355,6 +362,11 @@ struct PoolAccess {
     return true;
   }
 
+  static bool expiring(const PoolOptions& o) noexcept {
+    return o.idle_timeout > clock::duration::zero() || o.max_lifetime > clock::duration::zero();
+  }
+
+  // Whether r is past idle_timeout or max_lifetime; false when neither is set.
   static bool expired(const PoolCore& core, const PoolSlotRecord* r,
                       clock::time_point now) noexcept {
     const PoolOptions& o = core.options_;
@@ -382,7 +394,11 @@ struct PoolAccess {
   static void return_slot(PoolCore& core, PoolSlotRecord* r, bool discard) noexcept {
     unwatch_lease(r);
     PoolCore::State& s = *core.state_;
-    const clock::time_point now = clock::now();
+    const PoolOptions& o = core.options_;
+    // The clock is read only when something depends on it: a read costs about as much
+    // as the rest of an uncontended return.
+    const bool timed = expiring(o) || o.max_hold > clock::duration::zero();
+    clock::time_point now = timed ? clock::now() : clock::time_point();
     // Recycled even if the pool closes meanwhile: the lock is taken once, below.
     const bool healthy = !discard && !expired(core, r, now) && core.recycle_slot(r->slot);
     std::optional<LingeringLease> late;
@@ -390,6 +406,7 @@ struct PoolAccess {
     bool keep = false;
     {
       std::lock_guard lock(s.mutex);
+      if (!timed && (r->context_ended || s.first_waiter != nullptr)) now = clock::now();
       if (!r->lingering_reported) {
         late = lingering_now(core, r, now, true);
         if (late) ++s.totals.lingered_total;
@@ -497,12 +514,17 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
   PoolSlotRecord* record = nullptr;
   bool create = false;
   std::optional<clock::time_point> started;
+  const bool expiring = PoolAccess::expiring(options_);
+  // The acquire time matters only to expiry and to lingering reports, and a lease on a
+  // context that can never end, without max_hold, can never linger: skip the clock
+  // read then (it costs about as much as the rest of an uncontended acquire). It is
+  // read before the lock, so that the critical section stays short.
+  const bool timed =
+      expiring || options_.max_hold > clock::duration::zero() || Access::signal(ctx) != nullptr;
+  clock::time_point now = timed ? clock::now() : clock::time_point();
   {
     std::unique_lock lock(s.mutex);
     if (s.closed) return make_error_code(failure::rejected);
-    const bool expiring = options_.idle_timeout > clock::duration::zero() ||
-                          options_.max_lifetime > clock::duration::zero();
-    const clock::time_point now = clock::now();
     while (!s.idle.empty()) {
       PoolSlotRecord* r = s.idle.back();
       s.idle.pop_back();
@@ -517,6 +539,7 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
       break;
     }
     if (record == nullptr) {
+      if (!timed) now = clock::now();
       started = now;
       if (s.size() < options_.max_size) {
         ++s.creating;
@@ -530,10 +553,15 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
         lock.unlock();
         {
           ScopedCallback on_end(ctx, [&s, &waiter]() noexcept {
-            std::lock_guard guard(s.mutex);
-            if (waiter.status != Waiter::Status::waiting) return;
-            s.unlink(&waiter);
-            waiter.status = Waiter::Status::canceled;
+            {
+              std::lock_guard guard(s.mutex);
+              if (waiter.status != Waiter::Status::waiting) return;
+              s.unlink(&waiter);
+              waiter.status = Waiter::Status::canceled;
+            }
+            // Notified after the unlock, so the waiter does not wake into a held mutex.
+            // It cannot leave (taking `wake` with it) before this returns: destroying
+            // its ScopedCallback waits for a callback running on another thread.
             waiter.wake.notify_one();
           });
           lock.lock();
@@ -763,7 +791,7 @@ PoolStats PoolCore::stats() const {
   out.waiting = s.waiting;
   const clock::time_point now = clock::now();
   for (const PoolSlotRecord* r : s.leased) {
-    if (PoolAccess::lingering_now(*this, r, now, false)) ++out.lingering;
+    if (PoolAccess::linger_reason(options_, r, now)) ++out.lingering;
   }
   return out;
 }

@@ -321,8 +321,11 @@ class Pool {
   /// Errors: ctx's err() (also when ctx had ended before the call); failure::rejected
   /// on a closed pool; the create hook's error; the create hook's exception is
   /// rethrown here (the capacity it held is given back first).
-  /// Cost uncontended: a mutex section, no allocation; plus an after_func
-  /// registration when ctx can end (to notice a lease outliving its context).
+  /// Cost uncontended: one mutex section, no allocation; on a context that can end
+  /// (or with max_hold, idle_timeout or max_lifetime set) also a clock read, and an
+  /// allocation-free callback registration on ctx (to notice a lease outliving its
+  /// context). Returning the lease costs one more mutex section and the recycle hook.
+  /// Measured in bench/pool_bench.cpp (P1–P3).
   Result<Lease<T>> acquire(const Context& ctx, SourceLocation where = SourceLocation::current()) {
     auto handle = core_->acquire(ctx, where);
     if (!handle) return handle.error();
