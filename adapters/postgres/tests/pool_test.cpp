@@ -31,6 +31,7 @@ using ctxpp::postgres::pool_hooks;
 using ctxpp::postgres::query;
 using ctxpp_postgres_test::kLongBound;
 using ctxpp_postgres_test::ServerTest;
+using ctxpp_postgres_test::SilentServer;
 using Clock = std::chrono::steady_clock;
 namespace pg = ctxpp::postgres;
 
@@ -42,37 +43,6 @@ PoolOptions options_of(std::size_t max_size) {
   options.name = "postgres-test";
   return options;
 }
-
-// A port where the kernel accepts connections that nobody ever answers.
-class SilentServer {
- public:
-  SilentServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, 8) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1";
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  SilentServer(const SilentServer&) = delete;
-  SilentServer& operator=(const SilentServer&) = delete;
-  ~SilentServer() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  std::string conninfo() const {
-    return "host=127.0.0.1 port=" + std::to_string(port_) + " user=nobody dbname=none";
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 TEST(PostgresPoolHooks, CreateConnectsWithTheAcquirersContext) {
   SilentServer silent;

@@ -4,6 +4,10 @@
 // bounded polling of server state (the only waiting these tests do).
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -20,20 +24,11 @@
 #include "ctxpp/context.hpp"
 #include "ctxpp/postgres/connection.hpp"
 #include "ctxpp/postgres/query.hpp"
+#include "support/test_support.hpp"
 
 namespace ctxpp_postgres_test {
 
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool kTsan = true;
-#else
-inline constexpr bool kTsan = false;
-#endif
-#else
-inline constexpr bool kTsan = false;
-#endif
+using ctxpp_test::kTsan;
 
 // A bound that only a bug can reach.
 inline constexpr std::chrono::seconds kLongBound{30};
@@ -116,6 +111,43 @@ class ServerTest : public ::testing::Test {
  private:
   std::string base_;
   std::string tag_;
+};
+
+// A TCP listener on 127.0.0.1 that never accepts: the kernel completes the
+// handshake, then nothing ever answers, like a server that hangs.
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 8) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  SilentServer(const SilentServer&) = delete;
+  SilentServer& operator=(const SilentServer&) = delete;
+  ~SilentServer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::string conninfo() const {
+    return "host=127.0.0.1 port=" + std::to_string(port_) + " user=nobody dbname=none";
+  }
+  // True if a connection is waiting in the accept queue.
+  bool has_pending_connection() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
 };
 
 }  // namespace ctxpp_postgres_test
