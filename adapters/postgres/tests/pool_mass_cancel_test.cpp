@@ -31,22 +31,11 @@ using ctxpp::postgres::Connection;
 using ctxpp::postgres::pool_hooks;
 using ctxpp::postgres::query;
 using ctxpp_postgres_test::kTsan;
+using ctxpp_postgres_test::PostgresPool;
 using ctxpp_postgres_test::ServerTest;
 using Clock = std::chrono::steady_clock;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-class PostgresPool : public ServerTest {
- protected:
-  void SetUp() override {
-    ServerTest::SetUp();
-    if (IsSkipped()) return;
-    observer_ = connect_or_fail(observer_conninfo());
-    ASSERT_TRUE(observer_);
-  }
-  int active_sleeps() { return active_statements(observer_, tag(), "pg_sleep"); }
-  Connection observer_;
-};
 
 // The acceptance test: 200 requests each hold a pooled connection running
 // SELECT pg_sleep(10); their shared parent context is cancelled; afterwards no server

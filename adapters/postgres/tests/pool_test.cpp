@@ -30,6 +30,7 @@ using ctxpp::postgres::Connection;
 using ctxpp::postgres::pool_hooks;
 using ctxpp::postgres::query;
 using ctxpp_postgres_test::kLongBound;
+using ctxpp_postgres_test::PostgresPool;
 using ctxpp_postgres_test::ServerTest;
 using ctxpp_postgres_test::SilentServer;
 using Clock = std::chrono::steady_clock;
@@ -68,18 +69,6 @@ TEST(PostgresPoolHooks, ResetRefusesEmptyConnections) {
   Connection empty;
   EXPECT_FALSE(pg::reset(empty));
 }
-
-class PostgresPool : public ServerTest {
- protected:
-  void SetUp() override {
-    ServerTest::SetUp();
-    if (IsSkipped()) return;
-    observer_ = connect_or_fail(observer_conninfo());
-    ASSERT_TRUE(observer_);
-  }
-  int active_sleeps() { return active_statements(observer_, tag(), "pg_sleep"); }
-  Connection observer_;
-};
 
 TEST_F(PostgresPool, ReturnedConnectionIsReusedWithItsTransactionRolledBack) {
   const std::string table = tag() + "_rows";

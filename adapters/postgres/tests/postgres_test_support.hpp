@@ -150,4 +150,17 @@ class SilentServer {
   int port_ = 0;
 };
 
+// A server test with a second connection that watches the server's activity.
+class PostgresPool : public ServerTest {
+ protected:
+  void SetUp() override {
+    ServerTest::SetUp();
+    if (IsSkipped()) return;
+    observer_ = connect_or_fail(observer_conninfo());
+    ASSERT_TRUE(observer_);
+  }
+  int active_sleeps() { return active_statements(observer_, tag(), "pg_sleep"); }
+  ctxpp::postgres::Connection observer_;
+};
+
 }  // namespace ctxpp_postgres_test
