@@ -236,8 +236,8 @@ struct PoolAccess {
   }
 
   // Outside the lock, on the thread that acquired: watch the context and arm timers.
-  static void watch_lease(PoolCore& core, PoolSlotRecord* r, const Context& ctx) {
-    r->core = core.weak_from_this();
+  // Never throws: the lease is already counted as leased.
+  static void watch_lease(PoolCore& core, PoolSlotRecord* r, const Context& ctx) noexcept {
     SignalNode* node = Access::signal(ctx);
     if (node != nullptr) {
       r->acquire_context = ctx;
@@ -252,8 +252,12 @@ struct PoolAccess {
     }
     if (core.options_.on_lingering && core.options_.max_hold > clock::duration::zero()) {
       const std::uint64_t generation = r->generation;
-      r->hold_timer.arm(core.options_.max_hold,
-                        [weak = r->core, r, generation] { check_lingering(weak, r, generation); });
+      try {
+        r->hold_timer.arm(core.options_.max_hold, [weak = r->core, r, generation] {
+          check_lingering(weak, r, generation);
+        });
+      } catch (...) {  // out of memory: the lease is still found by lingering()
+      }
     }
   }
 
@@ -626,8 +630,16 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
       give_back();
       return error ? error : make_error_code(failure::rejected);
     }
-    auto* r = new PoolSlotRecord();
+    PoolSlotRecord* r = nullptr;
+    try {
+      r = new PoolSlotRecord();
+    } catch (...) {
+      destroy_slot(slot);
+      give_back();
+      throw;
+    }
     r->slot = slot;
+    r->core = weak_from_this();
     slot->record = r;
     std::unique_lock lock(s.mutex);
     --s.creating;
