@@ -779,17 +779,20 @@ void PoolCore::close_now() noexcept {
 std::error_code PoolCore::close(const Context& ctx) {
   close_now();
   State& s = *state_;
-  std::unique_lock lock(s.mutex);
-  if (s.size() == 0) return {};
-  lock.unlock();
-  ScopedCallback on_end(ctx, [&s]() noexcept {
-    std::lock_guard guard(s.mutex);
-    s.drained.notify_all();
-  });
-  lock.lock();
-  s.drained.wait(lock, [&] { return s.size() == 0 || ctx.done(); });
-  if (s.size() == 0) return {};
-  return ctx.err();
+  bool drained = false;
+  {
+    // The callback takes the mutex: the lock must be released before the callback's
+    // destructor runs (it waits for a callback running on the cancelling thread), so
+    // the lock is declared after it and goes first.
+    ScopedCallback on_end(ctx, [&s]() noexcept {
+      std::lock_guard guard(s.mutex);
+      s.drained.notify_all();
+    });
+    std::unique_lock lock(s.mutex);
+    s.drained.wait(lock, [&] { return s.size() == 0 || ctx.done(); });
+    drained = s.size() == 0;
+  }
+  return drained ? std::error_code() : ctx.err();
 }
 
 PoolStats PoolCore::stats() const {

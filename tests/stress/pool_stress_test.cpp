@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ctxpp/context.hpp"
+#include "ctxpp/errc.hpp"
 #include "ctxpp/failure.hpp"
 #include "ctxpp/pool.hpp"
 #include "support/stress_support.hpp"
@@ -202,6 +203,29 @@ TEST(PoolStress, CloseRacingAcquiresLeavesNothingBehind) {
   }
   EXPECT_EQ(books.shared_use.load(), 0);
   EXPECT_EQ(books.wrong_error.load(), 0);
+  EXPECT_EQ(books.created.load(), books.destroyed.load());
+}
+
+// close(ctx) with leases out waits until ctx ends; the context's callback takes the
+// pool's mutex. Ending ctx while close() wakes up must never leave close() holding
+// the mutex while it waits for that callback to finish.
+TEST(PoolStress, CloseWhoseContextEndsAsItWakesNeverHangs) {
+  const std::uint64_t seed = announce_seed();
+  Watchdog watchdog(kWatchdogLimit);
+  const TimeBudget budget;
+  std::mt19937_64 random(seed);
+  Books books;
+  int rounds = 0;
+  for (; rounds < scaled(2000) && !budget.out_of_time(); ++rounds) {
+    ctxpp::PoolOptions options;
+    options.max_size = 1;
+    ctxpp::Pool<Resource> pool(hooks_for(books), options);
+    auto held = pool.acquire(background());
+    ASSERT_TRUE(held);
+    auto scope = ctxpp::with_timeout(background(), std::chrono::microseconds(random() % 8));
+    EXPECT_EQ(pool.close(scope.ctx), ctxpp::errc::deadline_exceeded);
+  }
+  std::printf("[ rounds   ] %d\n", rounds);
   EXPECT_EQ(books.created.load(), books.destroyed.load());
 }
 
