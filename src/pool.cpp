@@ -129,6 +129,10 @@ struct PoolCore::State {
   PoolStats totals;  // only the *_total fields and wait_time are kept here
 
   std::size_t size() const noexcept { return idle.size() + leased.size() + creating; }
+  // Wakes close() once a closed pool holds nothing any more.
+  void notify_if_drained() noexcept {
+    if (closed && size() == 0) drained.notify_all();
+  }
 
   void link(Waiter* w) noexcept {
     w->previous = last_waiter;
@@ -391,7 +395,14 @@ struct PoolAccess {
   static void forget(PoolCore::State& s) noexcept {
     ++s.totals.destroyed_total;
     pass_capacity(s);
-    if (s.closed && s.size() == 0) s.drained.notify_all();
+    s.notify_if_drained();
+  }
+
+  // Under the lock: a creation that will not happen gives its capacity back. [3]
+  static void give_back_creation(PoolCore::State& s) noexcept {
+    --s.creating;
+    pass_capacity(s);
+    s.notify_if_drained();
   }
 
   // The end of a lease: the slot goes back (or is destroyed). Outside the lock.
@@ -595,9 +606,7 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
             lock.unlock();
             PoolAccess::return_slot(*this, record, false);
           } else {
-            --s.creating;
-            PoolAccess::pass_capacity(s);
-            if (s.closed && s.size() == 0) s.drained.notify_all();
+            PoolAccess::give_back_creation(s);
             lock.unlock();
           }
           for (PoolSlotRecord* r : expired) PoolAccess::destroy(*this, r);
@@ -615,10 +624,8 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
     PoolSlot* slot = nullptr;
     auto give_back = [&] {
       std::lock_guard lock(s.mutex);
-      --s.creating;
       ++s.totals.create_failures_total;
-      PoolAccess::pass_capacity(s);
-      if (s.closed && s.size() == 0) s.drained.notify_all();
+      PoolAccess::give_back_creation(s);
     };
     try {
       slot = create_slot(ctx, error);
@@ -647,7 +654,7 @@ Result<LeaseHandle> PoolCore::acquire(const Context& ctx, SourceLocation where) 
     r->created_at = clock::now();
     if (s.closed) {
       ++s.totals.destroyed_total;
-      if (s.size() == 0) s.drained.notify_all();
+      s.notify_if_drained();
       lock.unlock();
       PoolAccess::destroy(*this, r);
       return make_error_code(failure::rejected);
@@ -770,7 +777,7 @@ void PoolCore::close_now() noexcept {
     s.totals.destroyed_total += idle.size();
     reaper = std::move(s.reaper);
     s.reaper_armed = false;
-    if (s.size() == 0) s.drained.notify_all();
+    s.notify_if_drained();
   }
   reaper.disarm();
   for (PoolSlotRecord* r : idle) PoolAccess::destroy(*this, r);
