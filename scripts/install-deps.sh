@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql libpq-dev libsqlite3-dev
   golang-go git ca-certificates
+  python3 python3-jsonschema
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }
