@@ -452,6 +452,14 @@ struct Slice {
   std::chrono::nanoseconds ts;
   std::chrono::nanoseconds dur;  // meaningful for complete events only
   const StoredEvent* event;
+  std::uint64_t tid;  // the origin's track, or one of its extra lanes
+};
+
+// One track of an origin; open_ends holds the ends of the spans open on it at the
+// current time, innermost last.
+struct Lane {
+  std::uint64_t tid;
+  std::vector<std::chrono::nanoseconds> open_ends;
 };
 
 // Start time first; on a tie the longer span first, so that spans starting together
@@ -524,9 +532,9 @@ std::string TraceEventObserver::to_json() const {
     const auto delay = std::max(std::chrono::duration_cast<std::chrono::nanoseconds>(e.delay),
                                 std::chrono::nanoseconds{0});
     if (phase_of(e.kind) == Phase::complete) {
-      slices.push_back({ts - delay, delay, &e});
+      slices.push_back({ts - delay, delay, &e, 0});
     } else {
-      slices.push_back({ts, std::chrono::nanoseconds{0}, &e});
+      slices.push_back({ts, std::chrono::nanoseconds{0}, &e, 0});
     }
     const std::uint64_t track = e.track();
     if (e.context_id != track) {
@@ -541,35 +549,84 @@ std::string TraceEventObserver::to_json() const {
   }
   std::stable_sort(slices.begin(), slices.end(), slice_before);
 
+  // Viewers require the spans of one track to nest (Perfetto drops crossing ones).
+  // Spans from one cancel all start together and nest; a cleanup starts later and may
+  // cross another span, so it goes to the first of the origin's extra lanes where
+  // it nests, a lane being a track of its own placed under the origin's.
+  std::map<std::uint64_t, std::vector<Lane>> lanes;
+  std::uint64_t next_lane_tid = track_names.empty() ? 1 : track_names.rbegin()->first + 1;
+  for (Slice& slice : slices) {
+    const std::uint64_t track = slice.event->track();
+    auto& origin_lanes = lanes[track];
+    if (origin_lanes.empty()) origin_lanes.push_back({track, {}});
+    const auto end = slice.ts + slice.dur;
+    const bool span = phase_of(slice.event->kind) == Phase::complete;
+    Lane* chosen = nullptr;
+    for (Lane& lane : origin_lanes) {
+      while (!lane.open_ends.empty() && lane.open_ends.back() <= slice.ts)
+        lane.open_ends.pop_back();
+      if (chosen == nullptr && (lane.open_ends.empty() || end <= lane.open_ends.back())) {
+        chosen = &lane;
+      }
+    }
+    if (chosen == nullptr) {
+      origin_lanes.push_back({next_lane_tid++, {}});
+      chosen = &origin_lanes.back();
+    }
+    if (span) chosen->open_ends.push_back(end);
+    slice.tid = chosen->tid;
+  }
+
   std::uint64_t pid = 1;
 #ifdef CTXPP_OBSERVERS_HAVE_GETPID
   pid = static_cast<std::uint64_t>(::getpid());
 #endif
 
   std::string out;
-  out.reserve(128 + 96 * track_names.size() + 320 * slices.size());
+  out.reserve(128 + 160 * track_names.size() + 320 * slices.size());
   out += "{\"traceEvents\":[\n";
   out += "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":";
   append_integer(out, pid);
   out += ",\"tid\":0,\"args\":{\"name\":";
   append_string(out, process_name_);
   out += "}}";
-  for (const auto& [track, label] : track_names) {
-    out += ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":";
+  const auto metadata = [&](std::uint64_t tid, std::string_view what) {
+    out += ",\n{\"name\":";
+    append_string(out, what);
+    out += ",\"ph\":\"M\",\"pid\":";
     append_integer(out, pid);
     out += ",\"tid\":";
-    append_integer(out, track);
-    out += ",\"args\":{\"name\":";
+    append_integer(out, tid);
+    out += ",\"args\":{";
+  };
+  std::int64_t sort_index = 0;
+  for (const auto& [track, label] : track_names) {
+    std::string name;
     if (track == 0) {
-      append_string(out, "untracked");
+      name = "untracked";
     } else if (label.empty()) {
-      std::string bare = "#";
-      append_integer(bare, track);
-      append_string(out, bare);
+      name = "#";
+      append_integer(name, track);
     } else {
-      append_string(out, label);
+      name = label;
     }
-    out += "}}";
+    const auto& origin_lanes = lanes[track];
+    for (std::size_t i = 0; i < origin_lanes.size(); ++i) {
+      std::string lane_name = name;
+      if (i > 0) {
+        lane_name += " (";
+        append_integer(lane_name, i + 1);
+        lane_name += ')';
+      }
+      metadata(origin_lanes[i].tid, "thread_name");
+      out += "\"name\":";
+      append_string(out, lane_name);
+      out += "}}";
+      metadata(origin_lanes[i].tid, "thread_sort_index");
+      out += "\"sort_index\":";
+      append_integer(out, sort_index++);
+      out += "}}";
+    }
   }
   for (const Slice& slice : slices) {
     const StoredEvent& e = *slice.event;
@@ -587,7 +644,7 @@ std::string TraceEventObserver::to_json() const {
     out += ",\"pid\":";
     append_integer(out, pid);
     out += ",\"tid\":";
-    append_integer(out, e.track());
+    append_integer(out, slice.tid);
     out += ',';
     append_args(out, e);
     out += '}';

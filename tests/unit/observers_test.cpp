@@ -610,6 +610,14 @@ std::vector<const Json*> with_phase(const Json& trace, std::string_view ph) {
   return out;
 }
 
+std::map<std::uint64_t, std::string> thread_names(const Json& trace) {
+  std::map<std::uint64_t, std::string> out;
+  for (const Json* e : with_phase(trace, "M")) {
+    if ((*e)["name"].str() == "thread_name") out[(*e)["tid"].uint()] = (*e)["args"]["name"].str();
+  }
+  return out;
+}
+
 TEST(TraceEventObserver, ARequestTreeBecomesOneTrack) {
   ctxpp::TraceEventObserver observer(100, "checkout \"svc\"");
   Event cancel = at(EventKind::canceled, 1ms, 7, 0, "request");
@@ -630,15 +638,12 @@ TEST(TraceEventObserver, ARequestTreeBecomesOneTrack) {
   const std::string text = observer.to_json();
   const Json trace = parse(text);
   EXPECT_EQ(trace["displayTimeUnit"].str(), "ms");
-  const auto metadata = with_phase(trace, "M");
-  ASSERT_EQ(metadata.size(), 3U);  // the process, tracks 7 and 20
-  EXPECT_EQ((*metadata[0])["name"].str(), "process_name");
-  EXPECT_EQ((*metadata[0])["args"]["name"].str(), "checkout \"svc\"");
-  EXPECT_EQ((*metadata[1])["name"].str(), "thread_name");
-  EXPECT_EQ((*metadata[1])["tid"].uint(), 7U);
-  EXPECT_EQ((*metadata[1])["args"]["name"].str(), "request #7");
-  EXPECT_EQ((*metadata[2])["tid"].uint(), 20U);
-  EXPECT_EQ((*metadata[2])["args"]["name"].str(), "#20");
+  const auto names = thread_names(trace);
+  const std::map<std::uint64_t, std::string> expected_names{{7, "request #7"}, {20, "#20"}};
+  EXPECT_EQ(names, expected_names) << "one track per origin, none for the lanes";
+  const Json& process = *with_phase(trace, "M").front();
+  EXPECT_EQ(process["name"].str(), "process_name");
+  EXPECT_EQ(process["args"]["name"].str(), "checkout \"svc\"");
 
   const auto instants = with_phase(trace, "i");
   ASSERT_EQ(instants.size(), 2U);
@@ -675,6 +680,45 @@ TEST(TraceEventObserver, ARequestTreeBecomesOneTrack) {
   }
   EXPECT_EQ((*spans[0])["args"]["component"].str(), "db");
   EXPECT_FALSE((*spans[1])["args"].has("component")) << "args carry only what is set";
+}
+
+// Viewers drop spans that cross another span of their track: a cleanup that starts
+// inside a longer signal span and outlives it goes to an extra lane of its origin.
+TEST(TraceEventObserver, CrossingSpansGoToAnExtraLane) {
+  ctxpp::TraceEventObserver observer;
+  observer.on_event(at(EventKind::canceled, 1ms, 3, 0, "request"));
+  observer.on_event(at(EventKind::component_signal, 1ms + 20us, 4, 3, "request", "db", 20us));
+  observer.on_event(at(EventKind::component_signal, 1ms + 30us, 5, 3, "request", "cache", 30us));
+  observer.on_event(at(EventKind::component_cleanup, 1ms + 320us, 4, 3, "request", "db", 300us));
+  observer.on_event(at(EventKind::component_cleanup, 1ms + 100us, 5, 3, "request", "cache", 70us));
+  observer.on_event(at(EventKind::canceled, 5ms, 9, 0, "other"));
+  const Json trace = parse(observer.to_json());
+  std::map<std::string, std::uint64_t> tid_of;
+  for (const Json* e : with_phase(trace, "X")) tid_of[(*e)["name"].str()] = (*e)["tid"].uint();
+  EXPECT_EQ(tid_of["signal db"], 3U);
+  EXPECT_EQ(tid_of["signal cache"], 3U);
+  EXPECT_EQ(tid_of["cleanup cache"], 3U) << "starts when signal cache ends: nests";
+  const std::uint64_t lane = tid_of["cleanup db"];
+  EXPECT_NE(lane, 3U) << "crosses signal cache";
+  EXPECT_NE(lane, 9U) << "a lane never takes a real origin's track";
+  const auto names = thread_names(trace);
+  ASSERT_TRUE(names.count(lane));
+  EXPECT_EQ(names.at(lane), "request #3 (2)");
+  EXPECT_EQ(names.at(3), "request #3");
+  EXPECT_EQ(names.at(9), "other #9");
+
+  // Every track's spans nest.
+  std::map<std::uint64_t, std::vector<std::pair<double, double>>> open;
+  for (const Json* e : with_phase(trace, "X")) {
+    auto& stack = open[(*e)["tid"].uint()];
+    const double start = (*e)["ts"].number();
+    const double end = start + (*e)["dur"].number();
+    while (!stack.empty() && stack.back().second <= start) stack.pop_back();
+    if (!stack.empty()) {
+      EXPECT_LE(end, stack.back().second) << (*e)["name"].str() << " crosses";
+    }
+    stack.emplace_back(start, end);
+  }
 }
 
 TEST(TraceEventObserver, EveryKindIsValidJson) {
