@@ -3,7 +3,8 @@
 
 Runs the sample program (tests/tools/observers_sample.cpp) twice: its JSON lines
 must each validate against the schema and cover every event kind; its trace export
-must parse as JSON in the Chrome trace-event shape. Exit 77 (CTest skip) when the
+must parse as JSON in the Chrome trace-event shape. With --doc, the example lines of
+the document's "JSON lines" section must validate too and cover every kind. Exit 77 (CTest skip) when the
 jsonschema module is missing (Debian: python3-jsonschema).
 """
 import argparse
@@ -53,6 +54,28 @@ def check_lines(schema, sample):
     print(f"{len(lines)} lines match {len(KINDS)} event kinds")
 
 
+def check_doc(schema, doc):
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    with open(doc, encoding="utf-8") as f:
+        text = f.read()
+    start = text.find("\n## JSON lines")
+    end = text.find("\n## ", start + 1)
+    if start < 0:
+        fail(f"{doc} has no '## JSON lines' section")
+    lines = [line for line in text[start:end].splitlines() if line.startswith('{"event"')]
+    seen = set()
+    for line in lines:
+        event = json.loads(line)
+        for error in validator.iter_errors(event):
+            fail(f"{doc}: example does not match the schema ({error.message}): {line}")
+        seen.add(event["event"])
+    if seen != KINDS:
+        fail(f"{doc}: no example line for {sorted(KINDS - seen)}")
+    print(f"{len(lines)} example lines in {doc} match")
+
+
 def check_trace(sample):
     output = subprocess.run([sample, "--trace"], check=True, capture_output=True).stdout
     trace = json.loads(output.decode("utf-8"))
@@ -78,6 +101,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--schema", required=True)
     parser.add_argument("--sample", required=True)
+    parser.add_argument("--doc")
     args = parser.parse_args()
     with open(args.schema, encoding="utf-8") as f:
         schema = json.load(f)
@@ -88,6 +112,8 @@ def main():
         print("CTXPP_TEST_SKIPPED: the jsonschema module is missing (Debian: python3-jsonschema)")
         sys.exit(77)
     check_lines(schema, args.sample)
+    if args.doc:
+        check_doc(schema, args.doc)
 
 
 if __name__ == "__main__":
