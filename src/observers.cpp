@@ -149,14 +149,16 @@ void append_integer(std::string& out, Integer value) {
 // Nanoseconds as microseconds with three decimals ("12.345"), exact and independent
 // of the locale and of floating-point formatting.
 void append_microseconds(std::string& out, std::chrono::nanoseconds ns) {
-  std::int64_t count = ns.count();
+  const std::int64_t count = ns.count();
+  // Unsigned, so that the most negative count has a magnitude too.
+  std::uint64_t magnitude = static_cast<std::uint64_t>(count);
   if (count < 0) {
     out += '-';
-    count = -count;
+    magnitude = 0 - magnitude;
   }
-  append_integer(out, count / 1000);
+  append_integer(out, magnitude / 1000);
   out += '.';
-  const auto fraction = static_cast<int>(count % 1000);
+  const auto fraction = static_cast<int>(magnitude % 1000);
   out += static_cast<char>('0' + fraction / 100);
   out += static_cast<char>('0' + fraction / 10 % 10);
   out += static_cast<char>('0' + fraction % 10);

@@ -441,6 +441,9 @@ TEST(ToJson, TimesCountFromTheEventEpoch) {
   EXPECT_EQ(line["ts_us"].text, "-1");
   EXPECT_EQ(line["delay_us"].text, "-2.000");
 
+  e.delay = std::chrono::nanoseconds::min();
+  EXPECT_EQ(parse(ctxpp::to_json(e))["delay_us"].text, "-9223372036854775.808");
+
   EXPECT_LE(ctxpp::event_epoch(), ctxpp::clock::now());
   EXPECT_EQ(ctxpp::event_epoch(), ctxpp::event_epoch()) << "fixed once per process";
 }
