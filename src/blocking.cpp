@@ -55,6 +55,7 @@
 
 #include "ctxpp/blocking.hpp"
 #include "ctxpp/scoped_callback.hpp"
+#include "observe_internal.hpp"
 #include "tree.hpp"
 
 namespace ctxpp {
@@ -267,6 +268,17 @@ BlockingRun run_blocking(const Context& ctx, std::shared_ptr<BlockingCall> call,
 
   state.abandoned_ = true;  // [2]
   registry().link(state);   // [3]
+  lock.unlock();
+  if (has_observers()) {
+    Event event;
+    event.kind = EventKind::blocking_abandoned;
+    event.where = where;
+    event.error = error;
+    event.cause = ctx.cause();
+    event.context_id = context_id(ctx);
+    event.detail = "a blocking call that ignores its context was abandoned; it runs on";
+    emit(event);
+  }
   return {BlockingOutcome::abandoned, error};
 }
 

@@ -48,9 +48,33 @@
 
 #include "ctxpp/after_func.hpp"
 #include "ctxpp/failure.hpp"
+#include "observe_internal.hpp"
 #include "tree.hpp"
 
 namespace ctxpp {
+namespace {
+
+// The report as one event, for observers (ctxpp/observe.hpp).
+void publish_report(const CleanupReport& report) noexcept {
+  try {
+    detail::RecordedEvent recorded;
+    recorded.event.kind = EventKind::cleanup_report;
+    recorded.event.time = report.finished;
+    recorded.event.delay = report.finished - report.started;
+    recorded.component = "cleanup";
+    recorded.detail = std::to_string(report.records.size()) +
+                      " resources: " + std::to_string(report.count(ReleaseOutcome::released)) +
+                      " released, " + std::to_string(report.count(ReleaseOutcome::late)) +
+                      " late, " + std::to_string(report.count(ReleaseOutcome::timed_out)) +
+                      " timed out, " + std::to_string(report.count(ReleaseOutcome::failed)) +
+                      " failed";
+    detail::emit_recorded(recorded);
+  } catch (...) {  // out of memory: the report still goes to on_report
+  }
+}
+
+}  // namespace
+
 namespace {
 
 constexpr int kPriorityClasses = 3;
@@ -431,6 +455,7 @@ bool CleanupCoordinator::State::finalise_if_ready(std::unique_lock<std::mutex>& 
   watch = AfterFuncHandle();
   cancel = CancelFunc();
   // The report is frozen (invariant 1): on_report reads it without the lock.
+  if (detail::has_observers()) publish_report(report);
   if (on_report) on_report(report);
   lock.lock();
   delivered = true;

@@ -38,6 +38,7 @@
 
 #include <unistd.h>
 
+#include "observe_internal.hpp"
 #include "tree.hpp"
 
 namespace ctxpp {
@@ -45,6 +46,12 @@ namespace detail {
 
 thread_local int tls_firing_depth = 0;
 thread_local const SignalNode* tls_firing_timer = nullptr;
+
+// CTXPP_DEBUG is read before main: this file is in every program that makes a context.
+void read_debug_environment();
+namespace {
+const bool g_debug_environment_read = (read_debug_environment(), true);
+}  // namespace
 
 namespace {
 
@@ -156,6 +163,7 @@ bool publish(SignalNode* node, errc err, std::uint32_t hops,
   }
   unlock(node, next);
   if ((state & kWaiters) != 0U) futex_wake_all(&node->state_);
+  if ((node->flags_.load(std::memory_order_relaxed) & kTracked) != 0U) note_ended(node);
   return true;
 }
 
@@ -237,8 +245,9 @@ void finish_kind(SignalNode* node) noexcept {
 
 struct Propagation {
   errc err;
-  SignalNode* stack = nullptr;     // nodes we ended, to expand, linked by next_sibling_
-  SignalNode* deferred = nullptr;  // children someone else ended, still propagating
+  Observation* observation = nullptr;  // recording this cancel, or nullptr
+  SignalNode* stack = nullptr;         // nodes we ended, to expand, linked by next_sibling_
+  SignalNode* deferred = nullptr;      // children someone else ended, still propagating
 
   static void push(SignalNode*& list, SignalNode* node) noexcept {
     node->next_sibling_ = list;
@@ -336,6 +345,7 @@ Expanded expand(SignalNode* node, Propagation& work) noexcept {
 
     pending |= end_children(batch, count, hops, work);
     if (callback != nullptr) {
+      if (work.observation != nullptr) observe_party(*work.observation, node);
       ++tls_firing_depth;
       callback->fire_(callback);
       --tls_firing_depth;
@@ -349,7 +359,9 @@ unsigned end_children(const Batch& batch, std::size_t count, std::uint32_t hops,
   unsigned pending = 0;
   for (std::size_t i = 0; i < count; ++i) {
     SignalNode* child = batch[i];
-    if (!publish(child, work.err, hops, nullptr)) {
+    const bool won = publish(child, work.err, hops, nullptr);
+    if (won && work.observation != nullptr) observe_propagated(*work.observation, child);
+    if (!won) {
       // Someone else ended it first: wait for it at the end, if at all [6].
       if ((child->state_.load(std::memory_order_acquire) & kPropagated) != 0U) {
         release(child);
@@ -378,8 +390,8 @@ void mark_propagated(SignalNode* node) noexcept {
 // had to be deferred (someone else is ending it), nodes that finish later are
 // marked only after the deferred ones are waited for, so a losing canceller that
 // waits for kPropagated never returns before the whole subtree is done [6].
-void propagate(SignalNode* root, errc err) noexcept {
-  Propagation work{err};
+void propagate(SignalNode* root, errc err, Observation* observation) noexcept {
+  Propagation work{err, observation};
   SignalNode* late = nullptr;  // finished, to mark after the waits; we own a reference
   bool root_marked = (root->state_.load(std::memory_order_acquire) & kPropagated) != 0U;
   if (!root_marked) {
@@ -509,8 +521,20 @@ void destroy_chain(NodeBase* node) noexcept {
   }
 }
 
-bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
-                 const std::error_code* cause) noexcept {
+namespace {
+// propagate() of a cancel under observation: kept out of line so the plain path
+// pays only the flag test.
+[[gnu::noinline]] void propagate_observed(SignalNode* node, errc err,
+                                          const SourceLocation* where) noexcept {
+  Observation observation;
+  begin_observation(observation, node, err, where);
+  propagate(node, err, &observation);
+  end_observation(observation);
+}
+}  // namespace
+
+bool cancel_node(SignalNode* node, errc err, std::uint32_t hops, const std::error_code* cause,
+                 const SourceLocation* where) noexcept {
   if (!publish(node, err, hops, cause)) {
     // Lost the race. Like Go, return only once the winner has finished the
     // subtree, unless we are inside a callback (the winner may be our caller) [6].
@@ -527,7 +551,11 @@ bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
   if (runs_user_code) add_ref(node);
   // Unlink only after the subtree is done: while it is linked, a concurrent cancel
   // of the parent finds it and waits for it (see propagate) [6].
-  propagate(node, err);
+  if (observe_flags() != 0U) [[unlikely]] {
+    propagate_observed(node, err, where);
+  } else {
+    propagate(node, err, nullptr);
+  }
   detach_from_parent(node);
   if (runs_user_code) release(node);
   return true;
@@ -541,7 +569,10 @@ inline void push_child(SignalNode*& head, SignalNode* child) noexcept {
   child->next_sibling_ = head;
   if (head != nullptr) head->prev_sibling_ = child;
   head = child;
-  child->flags_.store(kLinked, std::memory_order_relaxed);
+  // Keeps the flags set at birth (kTracked, kCountedHandles); nobody else writes them
+  // until the child is reachable, which our caller's unlock makes it.
+  child->flags_.store(child->flags_.load(std::memory_order_relaxed) | kLinked,
+                      std::memory_order_relaxed);
 }
 
 // child is born done: parent ended before it could be linked. child is not shared
@@ -549,6 +580,7 @@ inline void push_child(SignalNode*& head, SignalNode* child) noexcept {
 void end_at_birth(SignalNode* parent, std::uint32_t parent_state, SignalNode* child) noexcept {
   child->cause_hops_ = child_hops(parent->cause_hops_);
   child->state_.store(kDone | kPropagated | (parent_state & kErrMask), std::memory_order_release);
+  if ((child->flags_.load(std::memory_order_relaxed) & kTracked) != 0U) note_ended(child);
 }
 
 // The shard of the calling thread: threads are spread round-robin, so two threads
@@ -608,6 +640,14 @@ void attach(SignalNode* parent, SignalNode* child) noexcept {
   }
   unlock(parent, state);
   end_at_birth(parent, state, child);
+}
+
+std::optional<clock::time_point> deadline_of(const SignalNode* node) noexcept {
+  for (; node != nullptr; node = signal_of(node->parent_)) {
+    if (node->kind_ == NodeKind::timer) return static_cast<const TimerNode*>(node)->deadline_;
+    if (node->kind_ == NodeKind::merge) return static_cast<const MergeNode*>(node)->deadline_;
+  }
+  return std::nullopt;
 }
 
 std::error_code cause_of(SignalNode* node) noexcept {
@@ -699,14 +739,17 @@ NodeBase& todo_node() noexcept {
 // clock read costs about as much as the rest of the call.
 WithCancel<Context, CancelFunc> make_timer(const Context& parent, clock::time_point d,
                                            const std::error_code* cause,
-                                           std::optional<clock::time_point> now) {
+                                           std::optional<clock::time_point> now,
+                                           const SourceLocation& where) {
   const std::optional<clock::time_point> parent_deadline = parent.deadline();
   if (parent_deadline.has_value() && *parent_deadline <= d) {
-    return with_cancel(parent);  // never extends the parent's deadline (Go)
+    return with_cancel(parent, where);  // never extends the parent's deadline (Go)
   }
   auto* node = new_child_for_pair<TimerNode>(parent);
   node->deadline_ = d;
   if (cause != nullptr && *cause) node->cause_ = *cause;
+  if (observe_flags() != 0U) [[unlikely]]
+    track_created(node, parent, where, {}, 1);
   attach(Access::signal(parent), node);
   WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};
   if ((node->state_.load(std::memory_order_acquire) & kDone) == 0U) {
@@ -752,9 +795,17 @@ void StopForward::operator()() const noexcept {
 
 using detail::Access;
 
-Context background() noexcept { return {}; }
+Context background(SourceLocation where) noexcept {
+  if ((detail::observe_flags() & detail::kObserveChains) != 0U) [[unlikely]] {
+    detail::check_fresh_root(where, "background()");
+  }
+  return {};
+}
 
-Context todo() noexcept {
+Context todo(SourceLocation where) noexcept {
+  if ((detail::observe_flags() & detail::kObserveChains) != 0U) [[unlikely]] {
+    detail::check_fresh_root(where, "todo()");
+  }
   detail::NodeBase& node = detail::todo_node();
   detail::add_ref(&node);
   return Access::adopt(&node, nullptr);
@@ -765,58 +816,57 @@ std::error_code Context::cause() const noexcept {
 }
 
 std::optional<clock::time_point> Context::deadline() const noexcept {
-  for (detail::SignalNode* node = signal_; node != nullptr;
-       node = detail::signal_of(node->parent_)) {
-    if (node->kind_ == detail::NodeKind::timer) {
-      return static_cast<detail::TimerNode*>(node)->deadline_;
-    }
-    if (node->kind_ == detail::NodeKind::merge) {
-      return static_cast<detail::MergeNode*>(node)->deadline_;
-    }
-  }
-  return std::nullopt;
+  return detail::deadline_of(signal_);
 }
 
-bool CancelFunc::cancel() const noexcept {
-  return node_ != nullptr && detail::cancel_node(node_, errc::canceled, detail::kNoCause, nullptr);
+bool CancelFunc::cancel(SourceLocation where) const noexcept {
+  return node_ != nullptr &&
+         detail::cancel_node(node_, errc::canceled, detail::kNoCause, nullptr, &where);
 }
 
-bool CancelCauseFunc::cancel(std::error_code cause) const noexcept {
+bool CancelCauseFunc::cancel(std::error_code cause, SourceLocation where) const noexcept {
   if (node_ == nullptr) return false;
   if (!cause) cause = make_error_code(errc::canceled);
-  return detail::cancel_node(node_, errc::canceled, 0, &cause);
+  return detail::cancel_node(node_, errc::canceled, 0, &cause, &where);
 }
 
-WithCancel<Context, CancelFunc> with_cancel(const Context& parent) {
+WithCancel<Context, CancelFunc> with_cancel(const Context& parent, SourceLocation where) {
   auto* node = detail::new_child_for_pair<detail::SignalNode>(parent);
+  if (detail::observe_flags() != 0U) [[unlikely]]
+    detail::track_created(node, parent, where, {}, 1);
   detail::attach(Access::signal(parent), node);
   return {Access::adopt(node, node), Access::adopt_cancel(node)};
 }
 
-WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent) {
+WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent,
+                                                       SourceLocation where) {
   auto* node = detail::new_child_for_pair<detail::CauseNode>(parent);
+  if (detail::observe_flags() != 0U) [[unlikely]]
+    detail::track_created(node, parent, where, {}, 1);
   detail::attach(Access::signal(parent), node);
   return {Access::adopt(node, node), Access::adopt_cancel_cause(node)};
 }
 
-WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d) {
-  return detail::make_timer(parent, d, nullptr, std::nullopt);
+WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d,
+                                              SourceLocation where) {
+  return detail::make_timer(parent, d, nullptr, std::nullopt, where);
 }
 
-WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d) {
+WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d,
+                                             SourceLocation where) {
   const clock::time_point now = clock::now();
-  return detail::make_timer(parent, detail::saturating_add(now, d), nullptr, now);
+  return detail::make_timer(parent, detail::saturating_add(now, d), nullptr, now, where);
 }
 
 WithCancel<Context, CancelFunc> with_deadline_cause(const Context& parent, clock::time_point d,
-                                                    std::error_code cause) {
-  return detail::make_timer(parent, d, &cause, std::nullopt);
+                                                    std::error_code cause, SourceLocation where) {
+  return detail::make_timer(parent, d, &cause, std::nullopt, where);
 }
 
 WithCancel<Context, CancelFunc> with_timeout_cause(const Context& parent, clock::duration d,
-                                                   std::error_code cause) {
+                                                   std::error_code cause, SourceLocation where) {
   const clock::time_point now = clock::now();
-  return detail::make_timer(parent, detail::saturating_add(now, d), &cause, now);
+  return detail::make_timer(parent, detail::saturating_add(now, d), &cause, now, where);
 }
 
 Context without_cancel(const Context& parent) {
@@ -840,7 +890,8 @@ void merge_fire(CallbackBase* base) noexcept {
 }  // namespace
 }  // namespace detail
 
-WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other) {
+WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other,
+                                      SourceLocation where) {
   auto* node = detail::new_child_for_pair<detail::MergeNode>(primary);
   const std::optional<clock::time_point> a = primary.deadline();
   const std::optional<clock::time_point> b = other.deadline();
@@ -855,6 +906,9 @@ WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& oth
   if (other_signal != nullptr) {
     detail::add_ref(other_signal);
     node->other_ = other_signal;
+  }
+  if (detail::observe_flags() != 0U) [[unlikely]] {
+    detail::track_created(node, primary, where, {}, 1);
   }
   detail::attach(Access::signal(primary), node);
   WithCancel<Context, CancelFunc> result{Access::adopt(node, node), Access::adopt_cancel(node)};

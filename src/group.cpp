@@ -34,7 +34,7 @@ class GroupState : public std::enable_shared_from_this<GroupState> {
         created_at(where),
         creating_thread(std::this_thread::get_id()),
         uncaught_at_creation(std::uncaught_exceptions()) {
-    auto [child, cancel_child] = with_cancel_cause(parent);
+    auto [child, cancel_child] = with_cancel_cause(parent, where);
     ctx = std::move(child);
     cancel = std::move(cancel_child);
   }
@@ -214,10 +214,17 @@ TaskGroup::TaskGroup(const Context& parent, Executor& executor, SourceLocation w
 
 TaskGroup::~TaskGroup() {
   std::size_t tasks = 0;
+  bool settled = false;
   {
     std::lock_guard lock(state_->mutex);
-    if (!state_->unjoined && state_->outstanding == 0) return;
     tasks = state_->outstanding;
+    settled = !state_->unjoined && tasks == 0;
+  }
+  if (settled) {
+    // Nothing ran, or wait() joined it: the context ends with the group (errgroup),
+    // so it is never left live and unlinked-late under its parent.
+    state_->cancel({});
+    return;
   }
   state_->cancel(make_error_code(failure::not_joined));
   join_all();

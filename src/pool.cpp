@@ -20,7 +20,9 @@
 #include <utility>
 
 #include "ctxpp/after_func.hpp"
+#include "ctxpp/current.hpp"
 #include "ctxpp/scoped_callback.hpp"
+#include "observe_internal.hpp"
 
 namespace ctxpp::detail {
 
@@ -35,6 +37,7 @@ struct Timer {
   AfterFuncHandle watch;
 
   void arm(clock::duration delay, std::function<void()> f) {
+    const DetachedScope detached;  // the pool's own clock, not the caller's request
     auto scope = with_timeout(background(), delay);
     watch = after_func(scope.ctx, std::move(f));
     context = std::move(scope.ctx);
@@ -226,7 +229,7 @@ struct PoolAccess {
       r->context_ended = true;
       r->context_ended_at = clock::now();
       r->context_error = r->acquire_context.err();
-      arm_linger = static_cast<bool>(core->options_.on_lingering);
+      arm_linger = reports_lingering(*core);
     }
     if (arm_linger) {
       const std::uint64_t generation = r->generation;
@@ -254,7 +257,7 @@ struct PoolAccess {
         on_context_end(&watch);  // ended since the check in acquire()
       }
     }
-    if (core.options_.on_lingering && core.options_.max_hold > clock::duration::zero()) {
+    if (reports_lingering(core) && core.options_.max_hold > clock::duration::zero()) {
       const std::uint64_t generation = r->generation;
       try {
         r->hold_timer.arm(core.options_.max_hold, [weak = r->core, r, generation] {
@@ -308,11 +311,52 @@ struct PoolAccess {
     return found;
   }
 
+  // Lingering leases are watched for on_lingering, for observers and for the debug
+  // mode "leaks" (ctxpp/debug.hpp), all fed by the same timers.
+  static bool reports_lingering(const PoolCore& core) noexcept {
+    return static_cast<bool>(core.options_.on_lingering) || observe_flags() != 0U;
+  }
+
   static void report(const PoolCore& core, const LingeringLease& lease) noexcept {
+    if ((debug_flags() & kObserveLeaks) != 0U || has_observers()) publish_lingering(lease);
     if (!core.options_.on_lingering) return;
     try {
       core.options_.on_lingering(lease);
     } catch (...) {  // documented: dropped
+    }
+  }
+
+  static void publish_lingering(const LingeringLease& lease) noexcept {
+    try {
+      const auto ms = [](clock::duration d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+      };
+      std::string text = "lingering lease: pool '" + lease.pool + "' lease acquired at " +
+                         lease.where.file_name() + ":" + std::to_string(lease.where.line()) +
+                         " held " + ms(lease.held_for) + " ms";
+      if (lease.since_context_end) {
+        text += ", " + ms(*lease.since_context_end) + " ms after its context ended (" +
+                lease.context_error.message() + ")";
+      }
+      if (lease.returned) text += " (returned late)";
+      RecordedEvent recorded;
+      recorded.event.kind = EventKind::lease_lingering;
+      recorded.event.time = clock::now();
+      recorded.event.where = lease.where;
+      recorded.event.delay = lease.since_context_end.value_or(lease.held_for);
+      recorded.event.error = lease.context_error;
+      recorded.component = lease.pool;
+      recorded.detail = text;
+      emit_recorded(recorded);
+      if ((debug_flags() & kObserveLeaks) == 0U) return;
+      Finding finding;
+      finding.kind = FindingKind::lingering_lease;
+      finding.message = std::move(text);
+      finding.where = lease.where;
+      finding.name = lease.pool;
+      finding.age = recorded.event.delay;
+      add_finding(std::move(finding));
+    } catch (...) {  // out of memory: on_lingering still hears of it
     }
   }
 

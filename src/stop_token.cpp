@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <new>
 
+#include "observe_internal.hpp"
 #include "tree.hpp"
 
 namespace ctxpp {
@@ -52,6 +53,7 @@ Extras* extras_for(SignalNode* node) noexcept {
 }
 
 void destroy_extras(Extras* extras) noexcept {
+  release_meta(extras->meta.load(std::memory_order_acquire));
   delete extras->shards.load(std::memory_order_relaxed);
   const int fd = extras->fd.load(std::memory_order_relaxed);
   if (fd >= 0) ::close(fd);
@@ -107,9 +109,13 @@ std::stop_token Context::stop_token() const {
   return extras->stop_source->get_token();
 }
 
-WithCancel<Context, CancelFunc> with_stop_token(const Context& parent, std::stop_token token) {
-  if (!token.stop_possible()) return with_cancel(parent);
+WithCancel<Context, CancelFunc> with_stop_token(const Context& parent, std::stop_token token,
+                                                SourceLocation where) {
+  if (!token.stop_possible()) return with_cancel(parent, where);
   auto* node = detail::new_child_for_pair<detail::StopTokenNode>(parent);
+  if (detail::observe_flags() != 0U) [[unlikely]] {
+    detail::track_created(node, parent, where, {}, 1);
+  }
   detail::attach(detail::Access::signal(parent), node);
   WithCancel<Context, CancelFunc> result{detail::Access::adopt(node, node),
                                          detail::Access::adopt_cancel(node)};

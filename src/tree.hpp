@@ -88,6 +88,8 @@ struct ExtrasListener final : CallbackBase {
   Extras* owner = nullptr;
 };
 
+struct NodeMeta;
+
 // Lazily made per-node resources (done_fd, stop_token). Owned by the node.
 struct Extras {
   std::mutex mutex;  // guards creation only
@@ -97,6 +99,8 @@ struct Extras {
   ExtrasListener stop_listener;
   // Installed under the node's lock, and only while the node is not done.
   std::atomic<ChildShards*> shards{nullptr};
+  // The node's observation record (observe.cpp); freed with the Extras.
+  std::atomic<NodeMeta*> meta{nullptr};
   Extras() noexcept {
     fd_listener.owner = this;
     stop_listener.owner = this;
@@ -138,8 +142,9 @@ inline bool try_add_ref(NodeBase* node) noexcept {
 // node's cause slot (cause != nullptr) or hops (kNoCause, or 0 when the node's
 // slot already holds the cause). Runs the whole propagation. True if this call
 // ended the node. The caller keeps node alive.
-bool cancel_node(SignalNode* node, errc err, std::uint32_t hops,
-                 const std::error_code* cause) noexcept;
+// where: the cancel call's site, for observers (nullptr: a deadline, a stop, a merge).
+bool cancel_node(SignalNode* node, errc err, std::uint32_t hops, const std::error_code* cause,
+                 const SourceLocation* where = nullptr) noexcept;
 
 // Links child under parent (nullptr: a root), or ends it at once with the
 // parent's outcome if parent is done. child must not be visible to other threads.
@@ -167,6 +172,8 @@ Node* new_child_for_pair(const Context& parent) {
 
 // The cause slot of a node kind that has one, else nullptr.
 std::error_code* cause_slot(SignalNode* node) noexcept;
+// The deadline a context reading node reports: the nearest timer or merge above.
+std::optional<clock::time_point> deadline_of(const SignalNode* node) noexcept;
 // The node's resolved cause (only meaningful once done).
 std::error_code cause_of(SignalNode* node) noexcept;
 

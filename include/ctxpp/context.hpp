@@ -22,6 +22,7 @@
 
 #include "ctxpp/detail/node.hpp"
 #include "ctxpp/errc.hpp"
+#include "ctxpp/source_location.hpp"
 
 namespace ctxpp {
 
@@ -160,12 +161,14 @@ class Context {
   detail::SignalNode* signal_ = nullptr;  // where done() reads; kept alive by node_
 };
 
-/// Never done, no deadline, no values. Cost: none (a null handle).
-Context background() noexcept;
+/// Never done, no deadline, no values. Cost: none (a null handle); in debug mode
+/// "chains" (ctxpp/debug.hpp) a call while the thread has a current() context is
+/// reported as a broken chain, with where.
+Context background(SourceLocation where = SourceLocation::current()) noexcept;
 
 /// Same semantics as background(); marks a place where a caller's context has not
 /// been plumbed through yet, so tools and reports can find it.
-Context todo() noexcept;
+Context todo(SourceLocation where = SourceLocation::current()) noexcept;
 
 /// Cancels its context and all descendants. Copyable; every copy cancels the same
 /// context. Thread safety: any thread, any number at once; exactly one call ends
@@ -179,20 +182,25 @@ Context todo() noexcept;
 class CancelFunc {
  public:
   CancelFunc() noexcept = default;
-  CancelFunc(const CancelFunc& other) noexcept : node_(other.node_) { detail::add_ref(node_); }
+  CancelFunc(const CancelFunc& other) noexcept : node_(other.node_) {
+    detail::copy_cancel_handle(node_);
+  }
   CancelFunc(CancelFunc&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
   CancelFunc& operator=(CancelFunc other) noexcept {
     std::swap(node_, other.node_);
     return *this;
   }
-  ~CancelFunc() { detail::release(node_); }
+  ~CancelFunc() { detail::drop_cancel_handle(node_); }
 
-  /// Cancels with errc::canceled. Later calls do nothing.
-  void operator()() const noexcept { (void)cancel(); }
+  /// Cancels with errc::canceled. Later calls do nothing. where is what observers
+  /// (ctxpp/observe.hpp) report as the cancel site.
+  void operator()(SourceLocation where = SourceLocation::current()) const noexcept {
+    (void)cancel(where);
+  }
 
   /// Same, and tells whether this call is the one that ended the context.
   /// Errors: returns false if the context had already ended (by any means).
-  bool cancel() const noexcept;
+  bool cancel(SourceLocation where = SourceLocation::current()) const noexcept;
 
  private:
   friend struct detail::Access;
@@ -206,19 +214,23 @@ class CancelCauseFunc {
  public:
   CancelCauseFunc() noexcept = default;
   CancelCauseFunc(const CancelCauseFunc& other) noexcept : node_(other.node_) {
-    detail::add_ref(node_);
+    detail::copy_cancel_handle(node_);
   }
   CancelCauseFunc(CancelCauseFunc&& other) noexcept : node_(std::exchange(other.node_, nullptr)) {}
   CancelCauseFunc& operator=(CancelCauseFunc other) noexcept {
     std::swap(node_, other.node_);
     return *this;
   }
-  ~CancelCauseFunc() { detail::release(node_); }
+  ~CancelCauseFunc() { detail::drop_cancel_handle(node_); }
 
-  void operator()(std::error_code cause) const noexcept { (void)cancel(cause); }
+  void operator()(std::error_code cause,
+                  SourceLocation where = SourceLocation::current()) const noexcept {
+    (void)cancel(cause, where);
+  }
 
   /// True if this call ended the context; false if it had already ended.
-  bool cancel(std::error_code cause) const noexcept;
+  bool cancel(std::error_code cause,
+              SourceLocation where = SourceLocation::current()) const noexcept;
 
  private:
   friend struct detail::Access;
@@ -240,10 +252,12 @@ struct WithCancel {
 /// so a long-lived parent does not grow.
 /// Cost: one allocation of 64 bytes; registration takes the parent's spin lock.
 /// Errors: std::bad_alloc.
-WithCancel<Context, CancelFunc> with_cancel(const Context& parent);
+WithCancel<Context, CancelFunc> with_cancel(const Context& parent,
+                                            SourceLocation where = SourceLocation::current());
 
 /// with_cancel whose cancel function takes a cause.
-WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent);
+WithCancel<Context, CancelCauseFunc> with_cancel_cause(
+    const Context& parent, SourceLocation where = SourceLocation::current());
 
 /// A child that also ends with errc::deadline_exceeded at d. Never extends the
 /// parent's deadline: when the parent's is earlier, no timer is made (a plain
@@ -251,20 +265,24 @@ WithCancel<Context, CancelCauseFunc> with_cancel_cause(const Context& parent);
 /// call returns. d == time_point::max() is a deadline that never fires.
 /// Cost: one allocation; a shared timer thread, no thread or OS timer per context;
 /// cancelling releases the timer entry at once.
-WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d);
+WithCancel<Context, CancelFunc> with_deadline(const Context& parent, clock::time_point d,
+                                              SourceLocation where = SourceLocation::current());
 
 /// with_deadline(parent, now + d), saturating: a huge d clamps to time_point::max()
 /// (never fires, nothing overflows); zero or negative d ends the child at once.
-WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d);
+WithCancel<Context, CancelFunc> with_timeout(const Context& parent, clock::duration d,
+                                             SourceLocation where = SourceLocation::current());
 
 /// with_deadline whose expiry reports cause through cause(). The returned cancel
 /// function does not set the cause (Go's rule): cancelling reports errc::canceled.
-WithCancel<Context, CancelFunc> with_deadline_cause(const Context& parent, clock::time_point d,
-                                                    std::error_code cause);
+WithCancel<Context, CancelFunc> with_deadline_cause(
+    const Context& parent, clock::time_point d, std::error_code cause,
+    SourceLocation where = SourceLocation::current());
 
 /// with_timeout whose expiry reports cause.
-WithCancel<Context, CancelFunc> with_timeout_cause(const Context& parent, clock::duration d,
-                                                   std::error_code cause);
+WithCancel<Context, CancelFunc> with_timeout_cause(
+    const Context& parent, clock::duration d, std::error_code cause,
+    SourceLocation where = SourceLocation::current());
 
 namespace detail {
 
@@ -330,7 +348,8 @@ Context without_cancel(const Context& parent);
 /// Where it runs: when other ends, the merge ends inline in other's canceller.
 /// Cost: no thread; one allocation; a registration on other.
 /// Errors: std::bad_alloc.
-WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other);
+WithCancel<Context, CancelFunc> merge(const Context& primary, const Context& other,
+                                      SourceLocation where = SourceLocation::current());
 
 namespace detail {
 // Test hooks (not API): the number of children linked under ctx's signal node,

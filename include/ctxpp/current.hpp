@@ -32,11 +32,31 @@ class [[nodiscard]] ContextScope {
   const Context& context() const noexcept { return ctx_; }
   /// Where the scope was opened.
   SourceLocation where() const noexcept { return where_; }
+  /// True for a DetachedScope.
+  bool detached() const noexcept { return detached_; }
 
  private:
+  friend class DetachedScope;
+  struct DetachedTag {};
+  ContextScope(DetachedTag, SourceLocation where) noexcept;
+
   Context ctx_;
   SourceLocation where_;
   ContextScope* previous_;
+  bool detached_ = false;
+};
+
+/// Code inside works for no request on purpose (a pool's timer, a cleanup budget, a
+/// background job started from a request thread): current() is a background context
+/// and fresh roots made inside are not reported as broken chains.
+/// Thread safety, cost and ownership: as ContextScope.
+class [[nodiscard]] DetachedScope {
+ public:
+  explicit DetachedScope(SourceLocation where = SourceLocation::current()) noexcept
+      : scope_(ContextScope::DetachedTag{}, where) {}
+
+ private:
+  ContextScope scope_;
 };
 
 /// The innermost ContextScope's context on this thread, or a background context.

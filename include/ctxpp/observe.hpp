@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "ctxpp/context.hpp"
+#include "ctxpp/current.hpp"
 #include "ctxpp/source_location.hpp"
 #include "ctxpp/trace_context.hpp"
 
@@ -137,6 +138,10 @@ std::uint64_t context_id(const Context& ctx) noexcept;
 /// Thread safety: any thread. Cost: O(depth) loads.
 std::string context_name(const Context& ctx);
 
+namespace detail {
+struct ComponentRecord;
+}  // namespace detail
+
 /// A component's part in a request: while alive, it records "signal received"
 /// (component_signal) when ctx ends, and on destruction "cleanup done"
 /// (component_cleanup, delay = from the signal to the destruction) if ctx had ended.
@@ -158,11 +163,8 @@ class [[nodiscard]] ComponentScope {
   std::optional<clock::time_point> signaled_at() const noexcept;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;  // null when not observing at construction
-  const Context* previous_current_;
-  const void* previous_site_;
-  Context ctx_;
+  ContextScope scope_;
+  std::unique_ptr<detail::ComponentRecord> impl_;  // null when not observing at construction
 };
 
 /// The same as constructing a ComponentScope (C++17 guaranteed elision).

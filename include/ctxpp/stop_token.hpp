@@ -22,6 +22,7 @@ namespace ctxpp {
 /// Cost: one allocation (the std::stop_callback lives inside the node).
 /// Errors: std::bad_alloc. A token with stop_possible() == false gives a plain
 /// with_cancel child.
-WithCancel<Context, CancelFunc> with_stop_token(const Context& parent, std::stop_token token);
+WithCancel<Context, CancelFunc> with_stop_token(const Context& parent, std::stop_token token,
+                                                SourceLocation where = SourceLocation::current());
 
 }  // namespace ctxpp

@@ -2,6 +2,8 @@
 // for later versions (read the version-00 prefix, require a dash or the end after it).
 #include "ctxpp/http/traceparent.hpp"
 
+#include "ctxpp/trace_context.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <random>
@@ -17,8 +19,6 @@ constexpr std::size_t kTraceIdAt = 3;
 constexpr std::size_t kParentIdAt = 36;
 constexpr std::size_t kFlagsAt = 53;
 constexpr std::size_t kVersion00Size = 55;
-
-const Key<TraceParent> kTraceParentKey("ctxpp.http.traceparent");
 
 bool all_lower_hex(std::string_view field) noexcept {
   for (char c : field) {
@@ -162,13 +162,20 @@ TraceParent new_trace(bool sampled) noexcept {
   return tp;
 }
 
+// Carried as the core's TraceContext, so observers (ctxpp/observe.hpp) put this
+// service's spans in the caller's trace.
 Context with_traceparent(const Context& parent, const TraceParent& tp) {
-  return with_value(parent, kTraceParentKey, tp);
+  return with_trace_context(parent, TraceContext{tp.trace_id, tp.parent_id, tp.flags});
 }
 
 std::optional<TraceParent> traceparent(const Context& ctx) noexcept {
-  if (const TraceParent* tp = ctx.value(kTraceParentKey)) return *tp;
-  return std::nullopt;
+  const TraceContext* trace = trace_context(ctx);
+  if (trace == nullptr) return std::nullopt;
+  TraceParent tp;
+  tp.trace_id = trace->trace_id;
+  tp.parent_id = trace->parent_id;
+  tp.flags = trace->flags;
+  return tp;
 }
 
 }  // namespace ctxpp::http

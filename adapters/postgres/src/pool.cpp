@@ -3,6 +3,7 @@
 
 #include <utility>
 
+#include "ctxpp/current.hpp"
 #include "ctxpp/postgres/query.hpp"
 
 namespace ctxpp::postgres {
@@ -19,6 +20,7 @@ bool reset(Connection& conn, clock::duration rollback_budget) {
       // A budget of its own: the lease's context has often ended by now (that is
       // how a statement gets cancelled inside a transaction), and a rollback must
       // still happen before anyone else gets the connection.
+      const DetachedScope detached;  // deliberately not the request's context
       auto [ctx, cancel] = with_timeout(background(), rollback_budget);
       const Result<QueryResult> rolled_back = query(ctx, conn, "ROLLBACK");
       cancel();

@@ -44,8 +44,11 @@ inline constexpr std::uint32_t kErrMask = 3U << kErrShift;
 // cause_hops_ value meaning "the cause equals err()".
 inline constexpr std::uint32_t kNoCause = 0xFFFFFFFFU;
 
-// Flags of a signal node: kLinked = in its parent's child list.
+// Flags of a signal node: kLinked = in its parent's child list; kCountedHandles =
+// its cancel handles are counted for the lost-cancel check (src/observe.cpp; set
+// before the node is shared, never changed). Bits 1 and 2: src/.
 inline constexpr std::uint8_t kLinked = 1U << 0U;
+inline constexpr std::uint8_t kCountedHandles = 1U << 3U;
 
 struct SignalNode;
 
@@ -149,6 +152,24 @@ inline void release(NodeBase* node) noexcept {
   if (node != nullptr && node->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     destroy_chain(node);
   }
+}
+
+// Cancel handles (CancelFunc, CancelCauseFunc): a reference, and in debug mode a
+// count of handles (observe.cpp). The flag is read relaxed: it never changes once
+// the node is shared.
+void cancel_handle_copied(SignalNode* node) noexcept;
+void cancel_handle_dropped(SignalNode* node) noexcept;
+inline void copy_cancel_handle(SignalNode* node) noexcept {
+  add_ref(node);
+  if (node != nullptr && (node->flags_.load(std::memory_order_relaxed) & kCountedHandles) != 0U) {
+    cancel_handle_copied(node);
+  }
+}
+inline void drop_cancel_handle(SignalNode* node) noexcept {
+  if (node != nullptr && (node->flags_.load(std::memory_order_relaxed) & kCountedHandles) != 0U) {
+    cancel_handle_dropped(node);
+  }
+  release(node);
 }
 
 // The value stored under key, searching from node to the root; nullptr if absent.
