@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -34,33 +35,6 @@ const clock::time_point& epoch_storage() noexcept {
   return epoch;
 }
 [[maybe_unused]] const clock::time_point& epoch_at_start = epoch_storage();
-
-// TODO(observe): switch to ctxpp::to_string(EventKind) once src/observe.cpp lands.
-std::string_view kind_name(EventKind kind) noexcept {
-  switch (kind) {
-    case EventKind::created:
-      return "created";
-    case EventKind::canceled:
-      return "canceled";
-    case EventKind::propagated:
-      return "propagated";
-    case EventKind::observed:
-      return "observed";
-    case EventKind::component_signal:
-      return "component_signal";
-    case EventKind::component_cleanup:
-      return "component_cleanup";
-    case EventKind::cleanup_report:
-      return "cleanup_report";
-    case EventKind::blocking_abandoned:
-      return "blocking_abandoned";
-    case EventKind::lease_lingering:
-      return "lease_lingering";
-    case EventKind::finding:
-      return "finding";
-  }
-  return "unknown";
-}
 
 // Length of the well-formed UTF-8 sequence at the start of s (RFC 3629: no overlong
 // forms, no surrogates, nothing above U+10FFFF), or 0 if it is not one.
@@ -253,8 +227,6 @@ struct StoredEvent {
   std::uint64_t thread = 0;
   std::string detail;
   std::optional<TraceContext> trace;
-
-  std::uint64_t track() const noexcept { return origin_id != 0 ? origin_id : context_id; }
 };
 
 }  // namespace
@@ -265,7 +237,7 @@ std::string to_json(const Event& event) {
   std::string out;
   out.reserve(384);
   out += "{\"event\":";
-  append_string(out, kind_name(event.kind));
+  append_string(out, ctxpp::to_string(event.kind));
   out += ",\"ts_us\":";
   append_integer(out, since_epoch(event.time).count() / 1000);
   out += ",\"context\":";
@@ -429,7 +401,7 @@ void append_uint_field(std::string& out, std::string_view key, std::uint64_t val
 // Only what is set: the trace file is meant for reading in a viewer.
 void append_args(std::string& out, const StoredEvent& e) {
   out += "\"args\":{\"event\":";
-  append_string(out, kind_name(e.kind));
+  append_string(out, ctxpp::to_string(e.kind));
   append_uint_field(out, "context_id", e.context_id);
   append_uint_field(out, "parent_id", e.parent_id);
   append_uint_field(out, "origin_id", e.origin_id);
@@ -454,7 +426,8 @@ struct Slice {
   std::chrono::nanoseconds ts;
   std::chrono::nanoseconds dur;  // meaningful for complete events only
   const StoredEvent* event;
-  std::uint64_t tid;  // the origin's track, or one of its extra lanes
+  std::uint64_t track;  // the origin's id, or the context's own when it has none
+  std::uint64_t tid;    // track, or one of its extra lanes
 };
 
 // One track of an origin; open_ends holds the ends of the spans open on it at the
@@ -524,6 +497,18 @@ std::string TraceEventObserver::to_json() const {
     events = events_;
   }
 
+  // An event without an origin about a context whose end has one (a component's
+  // cleanup, reported after the cancellation finished) belongs to that origin's track.
+  std::unordered_map<std::uint64_t, std::uint64_t> origin_of;
+  for (const Stored& e : events) {
+    if (e.origin_id != 0 && e.context_id != 0) origin_of.try_emplace(e.context_id, e.origin_id);
+  }
+  const auto track_of = [&](const StoredEvent& e) {
+    if (e.origin_id != 0) return e.origin_id;
+    const auto it = origin_of.find(e.context_id);
+    return it != origin_of.end() ? it->second : e.context_id;
+  };
+
   std::vector<Slice> slices;
   slices.reserve(events.size());
   // Track names: the origin's own cancel names its track; otherwise the first event
@@ -533,12 +518,12 @@ std::string TraceEventObserver::to_json() const {
     const auto ts = since_epoch(e.time);
     const auto delay = std::max(std::chrono::duration_cast<std::chrono::nanoseconds>(e.delay),
                                 std::chrono::nanoseconds{0});
+    const std::uint64_t track = track_of(e);
     if (phase_of(e.kind) == Phase::complete) {
-      slices.push_back({ts - delay, delay, &e, 0});
+      slices.push_back({ts - delay, delay, &e, track, 0});
     } else {
-      slices.push_back({ts, std::chrono::nanoseconds{0}, &e, 0});
+      slices.push_back({ts, std::chrono::nanoseconds{0}, &e, track, 0});
     }
-    const std::uint64_t track = e.track();
     if (e.context_id != track) {
       track_names.try_emplace(track);
       continue;
@@ -558,7 +543,7 @@ std::string TraceEventObserver::to_json() const {
   std::map<std::uint64_t, std::vector<Lane>> lanes;
   std::uint64_t next_lane_tid = track_names.empty() ? 1 : track_names.rbegin()->first + 1;
   for (Slice& slice : slices) {
-    const std::uint64_t track = slice.event->track();
+    const std::uint64_t track = slice.track;
     auto& origin_lanes = lanes[track];
     if (origin_lanes.empty()) origin_lanes.push_back({track, {}});
     const auto end = slice.ts + slice.dur;

@@ -26,33 +26,6 @@
 namespace ctxpp::prometheus {
 namespace {
 
-// TODO(observe): switch to ctxpp::to_string(EventKind) once src/observe.cpp lands.
-std::string_view kind_name(EventKind kind) noexcept {
-  switch (kind) {
-    case EventKind::created:
-      return "created";
-    case EventKind::canceled:
-      return "canceled";
-    case EventKind::propagated:
-      return "propagated";
-    case EventKind::observed:
-      return "observed";
-    case EventKind::component_signal:
-      return "component_signal";
-    case EventKind::component_cleanup:
-      return "component_cleanup";
-    case EventKind::cleanup_report:
-      return "cleanup_report";
-    case EventKind::blocking_abandoned:
-      return "blocking_abandoned";
-    case EventKind::lease_lingering:
-      return "lease_lingering";
-    case EventKind::finding:
-      return "finding";
-  }
-  return "unknown";
-}
-
 constexpr std::size_t event_kind_count = static_cast<std::size_t>(EventKind::finding) + 1;
 
 double seconds(clock::duration d) noexcept { return std::chrono::duration<double>(d).count(); }
@@ -185,7 +158,8 @@ MetricsObserver::MetricsObserver(std::shared_ptr<::prometheus::Registry> registr
                      .Help("ctxpp observation events, by kind")
                      .Register(r);
   for (std::size_t k = 0; k < event_kind_count; ++k) {
-    m.events[k] = &events.Add({{"event", std::string(kind_name(static_cast<EventKind>(k)))}});
+    m.events[k] =
+        &events.Add({{"event", std::string(ctxpp::to_string(static_cast<EventKind>(k)))}});
   }
   refresh();
 }
