@@ -1,8 +1,9 @@
 // Tests of ctxpp/observers.hpp: the JSON object of every event kind (all fields set,
 // all empty), string escaping and UTF-8 repair, JSON lines written whole from many
 // threads, and the trace export's phases, tracks, times and bound. The sinks are fed
-// hand-built events through on_event; the schema itself is checked by the
-// observe.schema test (tests/tools/check_observability.py).
+// hand-built events through on_event, and once end to end through add_observer; the
+// schema itself is checked by the observe.schema test
+// (tests/tools/check_observability.py).
 #include "ctxpp/observers.hpp"
 
 #include <gtest/gtest.h>
@@ -24,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "ctxpp/context.hpp"
 #include "ctxpp/errc.hpp"
 
 namespace {
@@ -724,6 +726,26 @@ TEST(TraceEventObserver, CrossingSpansGoToAnExtraLane) {
   }
 }
 
+TEST(TraceEventObserver, AnEventWithoutOriginJoinsItsContextsOriginTrack) {
+  ctxpp::TraceEventObserver observer;
+  observer.on_event(at(EventKind::canceled, 1ms, 3, 3, "request"));  // its own origin
+  observer.on_event(at(EventKind::component_signal, 1ms + 20us, 4, 3, "request", "db", 20us));
+  observer.on_event(at(EventKind::component_cleanup, 2ms, 4, 0, "request", "db", 980us));
+  observer.on_event(at(EventKind::finding, 3ms, 8, 0, "", "pool"));  // no origin anywhere
+  const Json trace = parse(observer.to_json());
+  std::map<std::string, std::uint64_t> tid_of;
+  for (const Json& e : trace["traceEvents"].items) {
+    if (e["ph"].str() != "M") tid_of[e["name"].str()] = e["tid"].uint();
+  }
+  EXPECT_EQ(tid_of["cancel request"], 3U);
+  EXPECT_EQ(tid_of["signal db"], 3U);
+  EXPECT_EQ(tid_of["cleanup db"], 3U);
+  EXPECT_EQ(tid_of["finding pool"], 8U);
+  const auto names = thread_names(trace);
+  EXPECT_EQ(names.size(), 2U);
+  EXPECT_EQ(names.at(3), "request #3");
+}
+
 TEST(TraceEventObserver, EveryKindIsValidJson) {
   ctxpp::TraceEventObserver observer;
   for (const EventKind kind : all_kinds) {
@@ -776,6 +798,99 @@ TEST(TraceEventObserver, ConcurrentEventsAreAllKeptOrCounted) {
   EXPECT_EQ(observer.size(), 1000U);
   EXPECT_EQ(observer.dropped(), 600U);
   EXPECT_EQ(with_phase(parse(observer.to_json()), "X").size(), 1000U);
+}
+
+// --- end to end: the core's events through both sinks --------------------------------
+
+TEST(ObserversEndToEnd, ARootCancelReachesBothSinksWithMatchingIds) {
+  std::ostringstream out;
+  auto lines = std::make_shared<ctxpp::JsonLinesObserver>(out);
+  auto trace = std::make_shared<ctxpp::TraceEventObserver>();
+  std::uint64_t root_id = 0;
+  std::uint64_t request_id = 0;
+  std::uint64_t child_id = 0;
+  {
+    ctxpp::ObserverRegistration r1 = ctxpp::add_observer(lines);
+    ctxpp::ObserverRegistration r2 = ctxpp::add_observer(trace);
+    auto [root, cancel] = ctxpp::with_cancel(ctxpp::background());
+    const ctxpp::Context request = ctxpp::with_name(root, "request");
+    auto [child, child_cancel] = ctxpp::with_cancel(request);
+    root_id = ctxpp::context_id(root);
+    request_id = ctxpp::context_id(request);
+    child_id = ctxpp::context_id(child);
+    {
+      ctxpp::ComponentScope scope(child, "db");
+      cancel();
+      std::this_thread::sleep_for(1ms);  // the component's cleanup takes a while
+    }
+  }
+  ASSERT_NE(root_id, 0U);
+  ASSERT_NE(request_id, 0U);
+  ASSERT_NE(child_id, 0U);
+  EXPECT_EQ(lines->dropped(), 0U);
+
+  std::vector<Json> events;
+  for (const auto& line : split_lines(out.str())) events.push_back(parse(line));
+  EXPECT_EQ(events.size(), lines->written());
+  const auto first = [&](std::string_view kind, std::uint64_t context) -> const Json* {
+    for (const Json& e : events) {
+      if (e["event"].str() == kind && e["context"].uint() == context) return &e;
+    }
+    ADD_FAILURE() << "no " << kind << " line for context " << context << " in\n" << out.str();
+    return nullptr;
+  };
+
+  const Json* canceled = first("canceled", root_id);
+  ASSERT_NE(canceled, nullptr);
+  EXPECT_EQ((*canceled)["error"]["message"].str(), "context canceled");
+  EXPECT_FALSE((*canceled)["where"].is_null()) << "the cancel call's site";
+
+  for (const std::uint64_t id : {request_id, child_id}) {
+    const Json* propagated = first("propagated", id);
+    ASSERT_NE(propagated, nullptr);
+    EXPECT_EQ((*propagated)["origin"].uint(), root_id);
+    EXPECT_EQ((*propagated)["name"].str(), "request");
+  }
+  EXPECT_EQ((*first("propagated", child_id))["parent"].uint(), request_id);
+
+  const Json* signal = first("component_signal", child_id);
+  const Json* cleanup = first("component_cleanup", child_id);
+  ASSERT_NE(signal, nullptr);
+  ASSERT_NE(cleanup, nullptr);
+  EXPECT_EQ((*signal)["origin"].uint(), root_id);
+  for (const Json* e : {signal, cleanup}) {
+    EXPECT_EQ((*e)["component"].str(), "db");
+    EXPECT_EQ((*e)["name"].str(), "request");
+  }
+  EXPECT_GE((*cleanup)["delay_us"].number(), 1000.0) << "from the signal to the scope's end";
+
+  // The trace: everything on the root's track (the cleanup too, though its event may
+  // carry no origin), the cleanup span as long as the line says.
+  // A span that crosses another goes to a lane of the root's track, "#<id> (2)".
+  const Json exported = parse(trace->to_json());
+  const auto names = thread_names(exported);
+  ASSERT_TRUE(names.count(root_id));
+  const std::string root_track = names.at(root_id);
+  const auto on_root_track = [&](std::uint64_t tid) {
+    if (!names.count(tid)) return false;
+    const std::string& name = names.at(tid);
+    return name == root_track || name.rfind(root_track + " (", 0) == 0;
+  };
+  std::map<std::string, const Json*> slices;
+  for (const Json& e : exported["traceEvents"].items) {
+    if (e["ph"].str() != "M" && on_root_track(e["tid"].uint())) slices[e["name"].str()] = &e;
+  }
+  ASSERT_TRUE(slices.count("signal db")) << trace->to_json();
+  ASSERT_TRUE(slices.count("cleanup db"));
+  ASSERT_TRUE(slices.count("propagate request"));
+  EXPECT_EQ((*slices["cleanup db"])["args"]["context_id"].uint(), child_id);
+  EXPECT_EQ((*slices["cleanup db"])["dur"].text, (*cleanup)["delay_us"].text);
+  bool cancel_instant = false;
+  for (const Json* e : with_phase(exported, "i")) {
+    cancel_instant = cancel_instant || ((*e)["args"]["context_id"].uint() == root_id &&
+                                        (*e)["args"]["event"].str() == "canceled");
+  }
+  EXPECT_TRUE(cancel_instant);
 }
 
 }  // namespace
