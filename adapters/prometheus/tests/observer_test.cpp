@@ -185,9 +185,49 @@ TEST(MetricsBuckets, SpanTheDocumentedRanges) {
 }
 
 TEST_F(Metrics, GaugesAreReadAtScrapeTime) {
-  const std::string text = scrape(observer);
-  EXPECT_EQ(sample(text, "ctxpp_contexts_live"), std::to_string(ctxpp::live_tracked_contexts()));
+  const std::size_t before = ctxpp::live_tracked_contexts();
+  std::string text = scrape(observer);
+  EXPECT_EQ(sample(text, "ctxpp_contexts_live"), std::to_string(before));
   EXPECT_EQ(sample(text, "ctxpp_abandoned_calls"), std::to_string(ctxpp::abandoned_call_count()));
+  {
+    // Named contexts are always tracked; no event reaches this observer (it is not
+    // added), so only the scrape itself can bring the gauge up to date.
+    const ctxpp::Context a = ctxpp::with_name(ctxpp::background(), "a");
+    const ctxpp::Context b = ctxpp::with_name(a, "b");
+    text = scrape(observer);
+    EXPECT_EQ(sample(text, "ctxpp_contexts_live"), std::to_string(before + 2)) << text;
+  }
+  text = scrape(observer);
+  EXPECT_EQ(sample(text, "ctxpp_contexts_live"), std::to_string(before));
+}
+
+// A real request tree, cancelled, through add_observer.
+TEST(MetricsEndToEnd, ACancelledRequestIsCountedAndTimed) {
+  auto registry = std::make_shared<::prometheus::Registry>();
+  auto metrics = std::make_shared<MetricsObserver>(registry);
+  {
+    ctxpp::ObserverRegistration registration = ctxpp::add_observer(metrics);
+    auto [root, cancel] = ctxpp::with_cancel(ctxpp::background());
+    const ctxpp::Context request = ctxpp::with_name(root, "request");
+    auto [child, child_cancel] = ctxpp::with_cancel(request);
+    {
+      ctxpp::ComponentScope scope(child, "db");
+      cancel();
+    }
+  }
+  const std::string text = scrape(*metrics);
+  // The root has no name and no component: its component label is empty.
+  EXPECT_EQ(sample(text, R"(ctxpp_cancellations_total{cause="canceled",component=""})"), "1")
+      << text;
+  EXPECT_EQ(sample(text, R"(ctxpp_cleanup_seconds_count{component="db"})"), "1");
+  EXPECT_EQ(sample(text, R"(ctxpp_events_total{event="component_signal"})"), "1");
+  EXPECT_EQ(sample(text, R"(ctxpp_events_total{event="component_cleanup"})"), "1");
+  const std::string propagated = sample(text, R"(ctxpp_events_total{event="propagated"})");
+  const std::string observed = sample(text, R"(ctxpp_events_total{event="observed"})");
+  ASSERT_FALSE(propagated.empty());
+  EXPECT_GE(std::stoi(propagated), 2) << "the named context and the child";
+  EXPECT_EQ(sample(text, "ctxpp_propagation_seconds_count"),
+            std::to_string(std::stoi(propagated) + std::stoi(observed) + 1));
 }
 
 TEST(MetricsBounds, LabelValuesBeyondTheBoundBecomeOther) {
