@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "ctxpp/blocking.hpp"
 #include "ctxpp/cleanup_coordinator.hpp"
 #include "ctxpp/group.hpp"
 #include "ctxpp/trace_context.hpp"
@@ -252,6 +253,24 @@ TEST_F(Observed, CleanupReportsAndAbandonedCallsFeedTheStream) {
   const auto reports = recorder_->of(EventKind::cleanup_report);
   ASSERT_EQ(reports.size(), 1U);
   EXPECT_NE(reports[0].detail.find("1 released"), std::string::npos) << reports[0].detail;
+
+  // A call that cannot be interrupted is abandoned when its context ends.
+  auto [call_ctx, end_call] = ctxpp::with_cancel(ctxpp::with_name(ctxpp::background(), "legacy"));
+  auto release = std::make_shared<ctxpp_test::Gate>();
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(5ms);
+    end_call();
+  });
+  const unsigned line = __LINE__ + 1;
+  auto result = ctxpp::call_blocking(call_ctx, [release] { (void)release->wait(); });
+  canceller.join();
+  release->open();
+  EXPECT_TRUE(result.abandoned());
+  const auto abandoned = recorder_->of(EventKind::blocking_abandoned);
+  ASSERT_EQ(abandoned.size(), 1U);
+  EXPECT_EQ(abandoned[0].line, line);
+  EXPECT_EQ(abandoned[0].name, "legacy");
+  EXPECT_EQ(abandoned[0].error, ctxpp::errc::canceled);
 }
 
 TEST_F(Observed, LiveViewShowsTheTreeAsTextAndJson) {
