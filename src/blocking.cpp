@@ -219,6 +219,26 @@ void run_on_worker(Handoff& handoff, std::shared_ptr<BlockingCall>& call) noexce
 
 }  // namespace
 
+namespace {
+// An abandoned call, for observers (ctxpp/observe.hpp).
+void publish_abandoned(const Context& ctx, const BlockingOptions& options,
+                       const SourceLocation& where, std::error_code error) noexcept {
+  try {
+    (void)context_id(ctx);  // gives an untracked context its id and record
+    RecordedEvent recorded;
+    recorded.event.kind = EventKind::blocking_abandoned;
+    recorded.event.time = clock::now();
+    if (SignalNode* node = Access::signal(ctx)) describe(recorded, node);
+    recorded.event.where = where;
+    recorded.event.error = error;
+    recorded.component.assign(options.name);
+    recorded.detail = "a blocking call that cannot see its context was abandoned; it runs on";
+    emit_recorded(recorded);
+  } catch (...) {  // out of memory: abandoned_calls() still lists it
+  }
+}
+}  // namespace
+
 BlockingRun run_blocking(const Context& ctx, std::shared_ptr<BlockingCall> call,
                          const BlockingOptions& options, SourceLocation where) noexcept {
   if (ctx.done()) return {BlockingOutcome::canceled, ctx.err()};
@@ -269,16 +289,7 @@ BlockingRun run_blocking(const Context& ctx, std::shared_ptr<BlockingCall> call,
   state.abandoned_ = true;  // [2]
   registry().link(state);   // [3]
   lock.unlock();
-  if (has_observers()) {
-    Event event;
-    event.kind = EventKind::blocking_abandoned;
-    event.where = where;
-    event.error = error;
-    event.cause = ctx.cause();
-    event.context_id = context_id(ctx);
-    event.detail = "a blocking call that ignores its context was abandoned; it runs on";
-    emit(event);
-  }
+  if (has_observers()) publish_abandoned(ctx, options, where, error);
   return {BlockingOutcome::abandoned, error};
 }
 

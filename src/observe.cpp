@@ -253,6 +253,7 @@ void begin_observation(Observation& obs, SignalNode* node, errc err,
   tls_observation = &obs;
   obs.start = clock::now();
   obs.origin_id = id_of(node);
+  if (NodeMeta* meta = meta_of(node)) meta->origin.store(obs.origin_id, std::memory_order_relaxed);
   obs.emit = has_observers();
   if (!obs.emit) return;
   try {
@@ -273,7 +274,10 @@ void begin_observation(Observation& obs, SignalNode* node, errc err,
 }
 
 void observe_propagated(Observation& obs, SignalNode* node) noexcept {
-  if (!obs.emit || meta_of(node) == nullptr) return;
+  NodeMeta* meta = meta_of(node);
+  if (meta == nullptr) return;
+  meta->origin.store(obs.origin_id, std::memory_order_relaxed);
+  if (!obs.emit) return;
   try {
     RecordedEvent& recorded = obs.events.emplace_back();
     recorded.event.kind = EventKind::propagated;
@@ -561,8 +565,7 @@ namespace {
 std::mutex g_scopes_mutex;
 ComponentRecord* g_scopes = nullptr;  // guarded by g_scopes_mutex
 
-void record_signal(ComponentRecord* impl) noexcept {
-  const clock::time_point now = clock::now();
+void record_signal(ComponentRecord* impl, clock::time_point now = clock::now()) noexcept {
   impl->signaled.store(now.time_since_epoch().count(), std::memory_order_release);
   Observation* obs = tls_observation;
   const bool inside = obs != nullptr && obs->emit;
@@ -579,6 +582,11 @@ void record_signal(ComponentRecord* impl) noexcept {
       recorded.event.origin_id = obs->origin_id;
       recorded.event.delay = now - obs->start;
     } else {
+      // Seen after the propagation's own record (see ~ComponentScope): the origin as
+      // the propagation noted it, no delay.
+      if (const NodeMeta* meta = meta_of(impl->node)) {
+        recorded.event.origin_id = meta->origin.load(std::memory_order_relaxed);
+      }
       emit_recorded(recorded);
     }
   } catch (...) {
@@ -640,6 +648,19 @@ ComponentScope::ComponentScope(const Context& ctx, std::string_view name, Source
 ComponentScope::~ComponentScope() {
   if (impl_ == nullptr) return;
   if (impl_->registered) detail::deregister_callback(impl_->node, impl_.get());
+  // TRICKY: done() turns true before the callbacks run, so a component that saw the
+  // end through done() or wait() can close its scope before the canceller reached the
+  // scope's callback, which then never runs. The component did see the signal: date it
+  // at the context's end when the record knows it.
+  if (impl_->signaled.load(std::memory_order_acquire) == 0 &&
+      (impl_->node->state_.load(std::memory_order_acquire) & detail::kDone) != 0U) {
+    clock::time_point ended = clock::now();
+    if (const detail::NodeMeta* meta = detail::meta_of(impl_->node)) {
+      const clock::rep at = meta->ended.load(std::memory_order_relaxed);
+      if (at != 0) ended = clock::time_point(clock::duration(at));
+    }
+    detail::record_signal(impl_.get(), ended);
+  }
   {
     std::lock_guard lock(detail::g_scopes_mutex);
     if (impl_->prev != nullptr) {

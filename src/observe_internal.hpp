@@ -47,6 +47,7 @@ struct NodeMeta {
   std::optional<TraceContext> trace;
   SignalNode* node = nullptr;        // the node owning this record
   std::atomic<clock::rep> ended{0};  // time_since_epoch when it ended; 0 = live
+  std::atomic<std::uint64_t> origin{0};      // id of the context whose end reached it
   std::atomic<std::int32_t> cancel_handles{0};
   std::atomic<bool> reported{false};  // lingering reported once
   NodeMeta* prev = nullptr;           // registry list, guarded by its mutex
