@@ -700,6 +700,10 @@ ComponentScope::~ComponentScope() {
     recorded.event.where = impl_->where;
     recorded.component.assign(impl_->name);
     detail::describe(recorded, impl_->node);
+    // The same origin as the signal, so the cleanup joins its request.
+    if (const detail::NodeMeta* meta = detail::meta_of(impl_->node)) {
+      recorded.event.origin_id = meta->origin.load(std::memory_order_relaxed);
+    }
     detail::emit_recorded(recorded);
   } catch (...) {
   }

@@ -46,6 +46,9 @@ enum class EventKind : std::uint8_t {
   finding,             ///< a debug detector found a mistake (ctxpp/debug.hpp)
 };
 
+/// How many EventKind values there are (they run from 0 to event_kind_count - 1).
+inline constexpr std::size_t event_kind_count = static_cast<std::size_t>(EventKind::finding) + 1;
+
 /// The name an EventKind is written as ("canceled", "component_cleanup", ...).
 std::string_view to_string(EventKind kind) noexcept;
 

@@ -19,8 +19,11 @@ namespace ctxpp {
 /// Thread safety: a plain value. Cost: 25 bytes, trivially copyable.
 struct TraceContext {
   std::array<std::uint8_t, 16> trace_id{};  ///< the whole trace; never all zero when valid
-  std::array<std::uint8_t, 8> parent_id{};  ///< the caller's span; never all zero when valid
-  std::uint8_t flags = 0;                   ///< trace-flags; bit 0 is "sampled"
+  /// The span this context's work belongs to: trace exports write it as the span id.
+  /// Store the incoming header's child (ctxpp::http::child_of) to give this service a
+  /// span of its own under the caller's; never all zero when valid.
+  std::array<std::uint8_t, 8> parent_id{};
+  std::uint8_t flags = 0;  ///< trace-flags; bit 0 is "sampled"
 
   bool sampled() const noexcept { return (flags & 0x01U) != 0U; }
   friend bool operator==(const TraceContext&, const TraceContext&) = default;

@@ -169,6 +169,7 @@ TEST_F(Observed, RequestCancelledByClientDisconnectIsRecordedStepByStep) {
     ASSERT_NE(signal, signals.end()) << name;
     ASSERT_NE(cleanup, cleanups.end()) << name;
     EXPECT_EQ(signal->origin_id, ctxpp::context_id(connection));
+    EXPECT_EQ(cleanup->origin_id, ctxpp::context_id(connection)) << "joins its request";
     // A component may start its cleanup as soon as done() turns true, a hair before
     // its scope's own callback runs: allow 1 ms of the 5 ms to fall before the signal.
     EXPECT_GE(cleanup->delay, 4ms) << "from the signal to the end of the scope";

@@ -26,8 +26,6 @@
 namespace ctxpp::prometheus {
 namespace {
 
-constexpr std::size_t event_kind_count = static_cast<std::size_t>(EventKind::finding) + 1;
-
 double seconds(clock::duration d) noexcept { return std::chrono::duration<double>(d).count(); }
 
 std::string_view component_of(const Event& event) noexcept {
