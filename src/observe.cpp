@@ -247,10 +247,18 @@ void note_ended(SignalNode* node) noexcept {
   meta->ended.compare_exchange_strong(expected, now == 0 ? 1 : now, std::memory_order_relaxed);
 }
 
+namespace {
+// The step buffer of the last observation on this thread, emptied but with its
+// capacity: growing a fresh vector for every fan-out cost more than the recording.
+thread_local std::vector<Step> tls_spare_steps;
+constexpr std::size_t kSpareStepsKept = 1U << 16U;  // 1.5 MB per thread at most
+}  // namespace
+
 void begin_observation(Observation& obs, SignalNode* node, errc err,
                        const SourceLocation* where) noexcept {
   obs.outer = tls_observation;
   tls_observation = &obs;
+  obs.steps.swap(tls_spare_steps);  // nested: the outer one holds it, this gets none
   obs.start = clock::now();
   obs.origin_id = id_of(node);
   if (NodeMeta* meta = meta_of(node)) meta->origin.store(obs.origin_id, std::memory_order_relaxed);
@@ -273,46 +281,71 @@ void begin_observation(Observation& obs, SignalNode* node, errc err,
   }
 }
 
+namespace {
+void record_step(Observation& obs, SignalNode* node, EventKind kind) noexcept {
+  try {
+    obs.steps.push_back(Step{node, clock::now(), kind});
+    add_ref(node);  // kept until delivered: callbacks may drop every other handle
+  } catch (...) {   // out of memory: this step goes unrecorded
+  }
+}
+}  // namespace
+
 void observe_propagated(Observation& obs, SignalNode* node) noexcept {
   NodeMeta* meta = meta_of(node);
   if (meta == nullptr) return;
   meta->origin.store(obs.origin_id, std::memory_order_relaxed);
-  if (!obs.emit) return;
-  try {
-    RecordedEvent& recorded = obs.events.emplace_back();
-    recorded.event.kind = EventKind::propagated;
-    recorded.event.time = clock::now();
-    recorded.event.delay = recorded.event.time - obs.start;
-    recorded.event.origin_id = obs.origin_id;
-    describe(recorded, node);
-  } catch (...) {
-  }
+  if (obs.emit) record_step(obs, node, EventKind::propagated);
 }
 
 void observe_party(Observation& obs, SignalNode* node) noexcept {
-  if (!obs.emit || meta_of(node) == nullptr) return;
-  try {
-    RecordedEvent& recorded = obs.events.emplace_back();
-    recorded.event.kind = EventKind::observed;
-    recorded.event.time = clock::now();
-    recorded.event.delay = recorded.event.time - obs.start;
-    recorded.event.origin_id = obs.origin_id;
-    describe(recorded, node);
-  } catch (...) {
-  }
+  if (obs.emit && meta_of(node) != nullptr) record_step(obs, node, EventKind::observed);
 }
 
 void end_observation(Observation& obs) noexcept {
   tls_observation = obs.outer;
-  if (obs.events.empty()) return;
-  const auto list = observers_snapshot();
-  if (list == nullptr) return;
-  for (RecordedEvent& recorded : obs.events) {
-    recorded.event.name = recorded.name;
-    recorded.event.component = recorded.component;
-    recorded.event.detail = recorded.detail;
-    recorded.event.trace = recorded.trace ? &*recorded.trace : nullptr;
-    deliver(*list, recorded.event);
+  const auto list = (obs.events.empty() && obs.steps.empty()) ? nullptr : observers_snapshot();
+  // Both lists are in time order: deliver them merged, so observers see the story
+  // in the order it happened.
+  RecordedEvent step_event;
+  std::size_t e = 0;
+  std::size_t k = 0;
+  while (e < obs.events.size() || k < obs.steps.size()) {
+    const bool take_step = k < obs.steps.size() &&
+                           (e == obs.events.size() || obs.steps[k].time < obs.events[e].event.time);
+    RecordedEvent* recorded = nullptr;
+    if (take_step) {
+      const Step& step = obs.steps[k];
+      step_event.event = Event{};
+      step_event.event.kind = step.kind;
+      step_event.event.time = step.time;
+      step_event.event.delay = step.time - obs.start;
+      step_event.event.origin_id = obs.origin_id;
+      step_event.name.clear();
+      step_event.trace.reset();
+      describe(step_event, step.node);
+      recorded = &step_event;
+    } else {
+      recorded = &obs.events[e];
+    }
+    if (list != nullptr) {
+      recorded->event.name = recorded->name;
+      recorded->event.component = recorded->component;
+      recorded->event.detail = recorded->detail;
+      recorded->event.trace = recorded->trace ? &*recorded->trace : nullptr;
+      deliver(*list, recorded->event);
+    }
+    if (take_step) {
+      release(obs.steps[k].node);
+      ++k;
+    } else {
+      ++e;
+    }
+  }
+  obs.steps.clear();
+  if (obs.steps.capacity() <= kSpareStepsKept &&
+      obs.steps.capacity() > tls_spare_steps.capacity()) {
+    obs.steps.swap(tls_spare_steps);
   }
 }
 

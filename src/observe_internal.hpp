@@ -45,9 +45,9 @@ struct NodeMeta {
   SourceLocation created_at;
   clock::time_point created{};
   std::optional<TraceContext> trace;
-  SignalNode* node = nullptr;        // the node owning this record
-  std::atomic<clock::rep> ended{0};  // time_since_epoch when it ended; 0 = live
-  std::atomic<std::uint64_t> origin{0};      // id of the context whose end reached it
+  SignalNode* node = nullptr;            // the node owning this record
+  std::atomic<clock::rep> ended{0};      // time_since_epoch when it ended; 0 = live
+  std::atomic<std::uint64_t> origin{0};  // id of the context whose end reached it
   std::atomic<std::int32_t> cancel_handles{0};
   std::atomic<bool> reported{false};  // lingering reported once
   NodeMeta* prev = nullptr;           // registry list, guarded by its mutex
@@ -80,12 +80,21 @@ struct RecordedEvent {
   std::string detail;
   std::optional<TraceContext> trace;
 };
+// A step recorded by the propagation itself (a descendant ended, a party ran): small,
+// so a fan-out of 10^4 records fast; it holds a reference on node until delivered,
+// when the full event is built from the node's record.
+struct Step {
+  SignalNode* node;
+  clock::time_point time;
+  EventKind kind;
+};
 struct Observation {
   Observation* outer = nullptr;
   std::uint64_t origin_id = 0;
   clock::time_point start{};
-  bool emit = false;  // an observer is there: record events
-  std::vector<RecordedEvent> events;
+  bool emit = false;                  // an observer is there: record events
+  std::vector<RecordedEvent> events;  // the cancel itself, component signals
+  std::vector<Step> steps;
 };
 extern thread_local Observation* tls_observation;
 

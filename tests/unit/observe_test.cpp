@@ -258,12 +258,16 @@ TEST_F(Observed, CleanupReportsAndAbandonedCallsFeedTheStream) {
   // A call that cannot be interrupted is abandoned when its context ends.
   auto [call_ctx, end_call] = ctxpp::with_cancel(ctxpp::with_name(ctxpp::background(), "legacy"));
   auto release = std::make_shared<ctxpp_test::Gate>();
-  std::thread canceller([end = end_call] {
-    std::this_thread::sleep_for(5ms);
+  auto started = std::make_shared<ctxpp_test::Gate>();
+  std::thread canceller([end = end_call, started] {
+    (void)started->wait();  // abandon a call that runs, not one still queued
     end();
   });
   const unsigned line = __LINE__ + 1;
-  auto result = ctxpp::call_blocking(call_ctx, [release] { (void)release->wait(); });
+  auto result = ctxpp::call_blocking(call_ctx, [release, started] {
+    started->open();
+    (void)release->wait();
+  });
   canceller.join();
   release->open();
   EXPECT_TRUE(result.abandoned());
