@@ -809,38 +809,6 @@ std::string state_name(const ContextInfo& info) {
   return info.error == errc::deadline_exceeded ? "deadline_exceeded" : "canceled";
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20U) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof buffer, "\\u%04x", static_cast<unsigned>(c));
-          out += buffer;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 long long milliseconds(clock::duration d) {
   return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
@@ -883,7 +851,7 @@ std::string render_context_tree_json() {
     first = false;
     out += "{\"id\":" + std::to_string(info.id) + ",\"parent\":" + std::to_string(info.parent_id) +
            ",\"name\":";
-    append_json_string(out, info.name);
+    detail::append_json_string(out, info.name);
     out += ",\"age_ms\":" + std::to_string(milliseconds(info.age)) + ",\"deadline_in_ms\":";
     if (info.deadline && *info.deadline != clock::time_point::max()) {
       out += std::to_string(milliseconds(*info.deadline - now));
@@ -892,13 +860,13 @@ std::string render_context_tree_json() {
     }
     out += ",\"state\":\"" + state_name(info) + "\",\"cause\":";
     if (info.done) {
-      append_json_string(out, info.cause.message());
+      detail::append_json_string(out, info.cause.message());
     } else {
       out += "null";
     }
     out += ",\"created_at\":";
-    append_json_string(out, std::string(info.created_at.file_name()) + ":" +
-                                std::to_string(info.created_at.line()));
+    detail::append_json_string(out, std::string(info.created_at.file_name()) + ":" +
+                                        std::to_string(info.created_at.line()));
     out += '}';
   }
   out += "]}";

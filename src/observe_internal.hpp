@@ -122,6 +122,10 @@ void cancel_handle_dropped(SignalNode* node) noexcept;
 // context and chains mode is on.
 void check_fresh_root(const SourceLocation& where, const char* what) noexcept;
 
+// Appends text as a JSON string: escaped, invalid UTF-8 replaced by U+FFFD
+// (observers.cpp; the live view's JSON uses it too).
+void append_json_string(std::string& out, std::string_view text);
+
 // debug.cpp
 void add_finding(Finding finding) noexcept;
 clock::duration linger_bound() noexcept;

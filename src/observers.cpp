@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "observe_internal.hpp"
+
 #if __has_include(<unistd.h>)
 #include <unistd.h>
 #define CTXPP_OBSERVERS_HAVE_GETPID 1
@@ -654,6 +656,10 @@ void TraceEventObserver::clear() noexcept {
   const std::lock_guard lock(mutex_);
   events_.clear();
   dropped_ = 0;
+}
+
+void detail::append_json_string(std::string& out, std::string_view text) {
+  append_string(out, text);
 }
 
 }  // namespace ctxpp
