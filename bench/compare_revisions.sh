@@ -8,7 +8,8 @@
 # Each revision is built with the release preset in build/revisions/<name>; the two
 # binaries then run ROUNDS times each, ABAB..., and the table gives per workload the
 # median over rounds of each side's median and the ratio head/base (above 1: slower).
-# Knobs: ROUNDS (default 3), CTXPP_BENCH_* (passed through; default REPS=3,
+# Knobs: ROUNDS (default 3), BENCH_ARGS (extra arguments, e.g.
+# --benchmark_filter='W3|W4'), CTXPP_BENCH_* (passed through; default REPS=3,
 # MIN_TIME=0.2, W6_REPS=9, W9_RUNS=1), OUT (default build/revisions).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -47,7 +48,8 @@ for ((i = 1; i <= rounds; i++)); do
     bin=base_bin
     [[ $side == head ]] && bin=head_bin
     log "round $i/$rounds: $side"
-    "${!bin}" >"$out/$side.$i.jsonl" 2>"$out/$side.$i.log"
+    # shellcheck disable=SC2086
+    "${!bin}" ${BENCH_ARGS:-} >"$out/$side.$i.jsonl" 2>"$out/$side.$i.log"
   done
 done
 

@@ -553,8 +553,10 @@ bool cancel_node(SignalNode* node, errc err, std::uint32_t hops, const std::erro
   // of the parent finds it and waits for it (see propagate) [6].
   if (observe_flags() != 0U) [[unlikely]] {
     propagate_observed(node, err, where);
-  } else {
+  } else if (runs_user_code) {
     propagate(node, err, nullptr);
+  } else {
+    finish_kind(node);  // a leaf: all that propagate() would do (W3)
   }
   detach_from_parent(node);
   if (runs_user_code) release(node);
