@@ -379,7 +379,8 @@ class FunctionWalker {
   // The first non-transparent ancestor of the node above stack_[from]: its index, and
   // in `below` the node under it on the path.
   std::size_t consumer(std::size_t from, const Stmt* node, const Stmt*& below) const;
-  Ref classify(const Expr* subject, std::size_t parent_index) const;
+  // How the node whose parent is stack_.back() is consumed.
+  Ref classify(const Expr* subject) const;
   bool cancel_used(const ValueDecl* decl, int depth) const;
   bool with_var_cancel_used(const ValueDecl* decl) const;
 
@@ -614,10 +615,10 @@ const VarDecl* FunctionWalker::var_initialised_by(std::size_t index, const Stmt*
   return nullptr;
 }
 
-Ref FunctionWalker::classify(const Expr* subject, std::size_t parent_index) const {
+Ref FunctionWalker::classify(const Expr* subject) const {
   Ref r;
   const Stmt* below = nullptr;
-  std::size_t at = consumer(parent_index + 1, subject, below);
+  std::size_t at = consumer(stack_.size(), subject, below);
   if (at == static_cast<std::size_t>(-1)) return r;
   const Stmt* parent = stack_[at];
   if (const auto* member = dyn_cast<MemberExpr>(parent)) {
@@ -812,7 +813,7 @@ void FunctionWalker::visit_lambda(const LambdaExpr* lambda) {
 void FunctionWalker::visit_decl_ref(const DeclRefExpr* ref) {
   const ValueDecl* decl = ref->getDecl();
   if (decl == nullptr) return;
-  Ref r = classify(ref, stack_.size() - 1);
+  Ref r = classify(ref);
   if (guard_depth_ > 0) {
     if (const auto* vd = dyn_cast<VarDecl>(decl)) guarded_vars_.insert(vd);
   }
@@ -901,7 +902,9 @@ void FunctionWalker::visit_call(const Expr* call, const std::string& name) {
   const bool returns_with_cancel = [&] {
     if (matches_any(name, kWithCancel)) return true;
     const auto* rd = call->getType().isNull() ? nullptr : call->getType()->getAsCXXRecordDecl();
-    return rd != nullptr && record_name(rd) == "ctxpp::WithCancel" && !isa<CXXConstructExpr>(call);
+    // A new result (a prvalue from a function), not v[i] or a getter's reference.
+    return rd != nullptr && record_name(rd) == "ctxpp::WithCancel" && call->isPRValue() &&
+           !isa<CXXConstructExpr>(call) && !isa<CXXOperatorCallExpr>(call);
   }();
   if (returns_with_cancel) {
     PendingWith w;

@@ -94,6 +94,7 @@ CommandLineArguments add_arguments(const CommandLineArguments& args,
   out.push_back("-Wno-unknown-warning-option");
   out.push_back("-Wno-error");
   out.push_back("-w");
+  out.push_back("-fno-caret-diagnostics");  // also drops clang's "N errors generated."
   out.insert(out.end(), extra.begin(), extra.end());
   out.insert(out.end(), end, args.end());
   return out;
@@ -134,19 +135,27 @@ class AuditConsumer : public clang::ASTConsumer {
     if (ast.getDiagnostics().hasErrorOccurred()) return;
     analyze_translation_unit(ast, config_, filter_, out_);
   }
+  // No rule looks into system headers: not parsing their inline bodies saves time.
+  // Sema still parses those it must (constexpr, deduced return types).
+  bool shouldSkipFunctionBody(clang::Decl* d) override {
+    return sm_ != nullptr && sm_->isInSystemHeader(sm_->getExpansionLoc(d->getLocation()));
+  }
+  void Initialize(clang::ASTContext& ast) override { sm_ = &ast.getSourceManager(); }
 
  private:
   const Config& config_;
   const FileFilter& filter_;
   TuResult& out_;
+  const clang::SourceManager* sm_ = nullptr;
 };
 
 class AuditAction : public clang::ASTFrontendAction {
  public:
   AuditAction(const Config& config, const FileFilter& filter, TuResult& out)
       : config_(config), filter_(filter), out_(out) {}
-  std::unique_ptr<clang::ASTConsumer> CreateASTConsumer(clang::CompilerInstance&,
+  std::unique_ptr<clang::ASTConsumer> CreateASTConsumer(clang::CompilerInstance& ci,
                                                         llvm::StringRef) override {
+    ci.getFrontendOpts().SkipFunctionBodies = true;  // asks AuditConsumer, body by body
     return std::make_unique<AuditConsumer>(config_, filter_, out_);
   }
 

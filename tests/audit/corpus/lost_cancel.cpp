@@ -98,6 +98,19 @@ int deliberate(const ctxpp::Context& parent) {
   return helper(ctx);
 }
 
+using Pair = ctxpp::WithCancel<ctxpp::Context, ctxpp::CancelFunc>;
+
+// Reading a stored result loses nothing.
+int from_storage(std::vector<Pair>& pairs) { return helper(pairs[0].ctx); }
+
+// A function returning a new result is a with_* call for this rule.
+Pair make_child(const ctxpp::Context& parent) { return ctxpp::with_cancel(parent); }
+
+int from_factory(const ctxpp::Context& parent) {
+  auto ctx = make_child(parent).ctx;  // expect: CTX003
+  return helper(ctx);
+}
+
 int suppressed(const ctxpp::Context& parent) {
   auto [ctx, cancel] = ctxpp::with_timeout(parent, 1s);  // ctxpp-audit: ignore CTX003
   return helper(ctx);
