@@ -355,7 +355,13 @@ struct ContextParam {
   const ParmVarDecl* param;
   SourceLocation report_at;
   bool is_function;  // false: a lambda's parameter
+  bool empty_body;   // nothing runs, so nothing is left to cancel (a no-op default)
 };
+
+bool is_empty_body(const Stmt* body) {
+  const auto* block = dyn_cast_or_null<CompoundStmt>(body);
+  return block != nullptr && block->body_empty();
+}
 
 class Analyzer;
 
@@ -652,7 +658,7 @@ void FunctionWalker::run() {
   for (const ParmVarDecl* p : fd_->parameters()) {
     if (a_.is_context_type(p->getType())) {
       top.has_context = true;
-      ctx_params_.push_back({p, fd_->getLocation(), true});
+      ctx_params_.push_back({p, fd_->getLocation(), true, is_empty_body(fd_->getBody())});
     }
   }
   if (const auto* method = dyn_cast<CXXMethodDecl>(fd_)) {
@@ -796,7 +802,7 @@ void FunctionWalker::visit_lambda(const LambdaExpr* lambda) {
     for (const ParmVarDecl* p : op->parameters()) {
       if (a_.is_context_type(p->getType())) {
         frame.has_context = true;
-        ctx_params_.push_back({p, lambda->getBeginLoc(), false});
+        ctx_params_.push_back({p, lambda->getBeginLoc(), false, is_empty_body(lambda->getBody())});
       }
     }
   }
@@ -1084,7 +1090,8 @@ void FunctionWalker::finish() {
       }
     }
     any_use = any_use || used;
-    const bool deliberate = p.param->getName().empty() || p.param->hasAttr<UnusedAttr>();
+    const bool deliberate =
+        p.param->getName().empty() || p.param->hasAttr<UnusedAttr>() || p.empty_body;
     if (!used && !deliberate) {
       const std::string who = p.is_function ? "'" + fname + "'" : "this lambda";
       a_.report(Rule::unchecked_context, p.report_at,

@@ -25,6 +25,12 @@ int passes(const ctxpp::Context& ctx) { return checks(ctx); }
 // An unnamed parameter is a deliberate "not needed".
 int unnamed(const ctxpp::Context&) { return 0; }
 
+// An empty body has nothing to cancel: a no-op default for overriders.
+struct Listener {
+  virtual ~Listener() = default;
+  virtual void on_event(const ctxpp::Context& ctx, int event) {}
+};
+
 int through_lambda(const ctxpp::Context& ctx) {
   auto probe = [&] { return ctx.done(); };
   return probe() ? 1 : 0;
