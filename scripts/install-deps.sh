@@ -8,6 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
   g++ clang-14 clang-format-14 clang-tidy-14 libclang-rt-14-dev
+  libclang-14-dev libclang-cpp14-dev llvm-14-dev
   cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql libpq-dev libsqlite3-dev

@@ -58,10 +58,10 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   done < <(git ls-files -z --cached --others --exclude-standard -- \
              'include/*.hpp' 'include/*.cpp' 'src/*.hpp' 'src/*.cpp' 'tests/*.hpp' \
              'tests/*.cpp' 'bench/*.hpp' 'bench/*.cpp' 'examples/*.hpp' 'examples/*.cpp' \
-             'adapters/*.hpp' 'adapters/*.cpp')
+             'adapters/*.hpp' 'adapters/*.cpp' 'tools/*.hpp' 'tools/*.cpp')
 else
   while IFS= read -r -d '' f; do format_files+=("$f"); done < <(
-    find include src tests bench examples adapters -type f \( -name '*.hpp' -o -name '*.cpp' \) \
+    find include src tests bench examples adapters tools -type f \( -name '*.hpp' -o -name '*.cpp' \) \
       -print0 2>/dev/null)
 fi
 if ! command -v clang-format-14 >/dev/null 2>&1; then
@@ -122,7 +122,11 @@ CPP
 run_preset() {
   local p=$1 t0=$SECONDS log="$LOG_DIR/$1.ctest.log"
   local extra=(-DCTXPP_WARNINGS_AS_ERRORS=ON)
-  case $p in asan | tsan | tidy) extra+=(-DCTXPP_BUILD_BENCH=OFF) ;; esac
+  case $p in
+    asan | tsan | tidy) extra+=(-DCTXPP_BUILD_BENCH=OFF) ;;
+    # ctxpp-audit (LibTooling) is built and tested once, with the default preset.
+    default) extra+=(-DCTXPP_BUILD_AUDIT=ON) ;;
+  esac
 
   section "$p: configure"
   if ! cmake --preset "$p" "${extra[@]}"; then

@@ -104,7 +104,8 @@ bool serve_one(const ctxpp::Context& server, Timeline& timeline, bool print) {
   });
 
   while (started.load() < 3) std::this_thread::yield();
-  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the read block
+  // ctxpp-audit: ignore CTX004 — the demo waits 2 ms for the read to block, on purpose
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
 
   timeline.cancelled_at = Clock::now();
   disconnect(std::make_error_code(std::errc::connection_reset));  // the client hung up

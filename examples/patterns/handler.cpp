@@ -445,6 +445,7 @@ int main() {
     expect(response.quantity == 7 && response.price == "1299", "the reply is complete");
     expect(services.background_completed.load() == 1, "the background work completed");
     expect_nothing_running(services, upstream);
+    client.cancel({});  // the request is over: release its context now
   }
 
   std::printf("2. a request whose client hangs up during the report\n");
@@ -508,6 +509,7 @@ int main() {
     expect(took_ms < 80 + 500, "the handler returned promptly after its deadline");
     expect(services.background_completed.load() == 1, "the background work did not complete");
     expect_nothing_running(services, upstream);
+    client.cancel({});  // the request is over: release its context now
   }
 
   upstream.stop();

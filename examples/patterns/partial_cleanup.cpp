@@ -426,6 +426,7 @@ int main() {
     std::lock_guard lock(workspace.mutex);
     expect(workspace.cache.count("someone else's report") == 1, "other entries are untouched");
     workspace.cache.clear();
+    request.cancel();  // the request is over: release its context now
   }
 
   std::printf("2. scope guards, every step succeeds: commit, nothing undone\n");
@@ -446,6 +447,7 @@ int main() {
     std::lock_guard lock(workspace.mutex);
     expect(workspace.cache.size() == 1, "the cache entry stays");
     workspace.cache.clear();
+    request.cancel();  // the request is over: release its context now
   }
 
   std::printf("3. coordinator, the request ends during the upload\n");
@@ -496,6 +498,7 @@ int main() {
     std::lock_guard lock(workspace.mutex);
     expect(workspace.cache.size() == 1, "the cache entry stays");
     workspace.cache.clear();
+    request.cancel();  // the request is over: release its context now
   }
 
   server.cancel();

@@ -235,6 +235,7 @@ inline Task<std::error_code> sleep_for(Context ctx, clock::duration d,
   std::error_code result;
   {
     const std::error_code slept(1, detail::sleep_category());
+    // ctxpp-audit: ignore CTX003 — timer and cancel_timer end with this scope, freeing the entry
     auto [timer, cancel_timer] = with_timeout_cause(ctx, d, slept);
     co_await cancelled(timer);
     if (timer.cause() != slept) result = timer.err();  // ctx ended first: its err()

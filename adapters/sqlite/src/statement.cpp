@@ -135,6 +135,7 @@ std::error_code step_all(const Context& ctx, ConnectionState& state, sqlite3_stm
                          const detail::RowSink* sink) {
   for (;;) {
     if (auto stop = check_before_step(ctx, state)) return stop;
+    // ctxpp-audit: ignore CTX004 — the connection's progress handler interrupts it [C1]
     const int rc = sqlite3_step(statement);
     if (rc == SQLITE_DONE) return {};
     if (rc != SQLITE_ROW) return sqlite_failure(ctx, state, rc);
