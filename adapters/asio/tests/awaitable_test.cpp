@@ -22,6 +22,8 @@
 namespace {
 
 using namespace std::chrono_literals;
+// Contexts are unpacked into plain variables, not structured bindings, because
+// clang 14 cannot capture a structured binding in a lambda.
 using ctxpp_test::describe;
 namespace net = ::boost::asio;
 
@@ -32,7 +34,9 @@ void run_bounded(net::io_context& io) {
 
 TEST(Wait, CompletesWhenTheContextIsCanceledOnAnotherThread) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code got;
   bool done = false;
   net::co_spawn(
@@ -54,7 +58,9 @@ TEST(Wait, CompletesWhenTheContextIsCanceledOnAnotherThread) {
 
 TEST(Wait, ContextAlreadyEndedCompletesAtOnceWithItsError) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 0ms);
+  auto made = ctxpp::with_timeout(ctxpp::background(), 0ms);
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code got;
   net::co_spawn(
       io, [&, c = ctx]() -> net::awaitable<void> { got = co_await ctxpp::asio::wait(c); },
@@ -65,7 +71,9 @@ TEST(Wait, ContextAlreadyEndedCompletesAtOnceWithItsError) {
 
 TEST(Wait, AsioCancellationCompletesItWithOperationAborted) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   net::cancellation_signal signal;
   std::error_code got;
   net::co_spawn(
@@ -80,7 +88,9 @@ TEST(Wait, AsioCancellationCompletesItWithOperationAborted) {
 
 TEST(AsyncWait, CallbackHandlerRunsOnItsExecutor) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 20ms);
+  auto made = ctxpp::with_timeout(ctxpp::background(), 20ms);
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code got;
   std::thread::id ran_on;
   ctxpp::asio::async_wait(ctx, net::bind_executor(io, [&](std::error_code ec) {
@@ -100,7 +110,9 @@ net::awaitable<::boost::system::error_code> long_timer_wait() {
 
 TEST(WithContext, StopsTheAwaitedOperationWhenTheContextEnds) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code got;
   net::co_spawn(
       io,
@@ -120,7 +132,9 @@ TEST(WithContext, StopsTheAwaitedOperationWhenTheContextEnds) {
 
 TEST(WithContext, DeadlineStopsAnAwaitableThatThrows) {
   net::io_context io;
-  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 20ms);
+  auto made = ctxpp::with_timeout(ctxpp::background(), 20ms);
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code got;
   net::co_spawn(
       io,

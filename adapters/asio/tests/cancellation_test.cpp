@@ -17,6 +17,8 @@
 namespace {
 
 using namespace std::chrono_literals;
+// Contexts are unpacked into plain variables, not structured bindings, because
+// clang 14 cannot capture a structured binding in a lambda.
 using ctxpp_test::describe;
 
 // Runs io until it has no more work, within a bound a passing test never nears.
@@ -28,7 +30,9 @@ void run_bounded(::boost::asio::io_context& io) {
 TEST(CancelOn, TimerWaitStopsWhenContextIsCanceled) {
   ::boost::asio::io_context io;
   ::boost::asio::steady_timer timer(io, 60s);
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code result;
   bool completed = false;
   timer.async_wait(
@@ -52,7 +56,9 @@ TEST(CancelOn, TimerWaitStopsWhenContextIsCanceled) {
 TEST(CancelOn, DeadlineStopsTimerWaitWithDeadlineExceeded) {
   ::boost::asio::io_context io;
   ::boost::asio::steady_timer timer(io, 60s);
-  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 30ms);
+  auto made = ctxpp::with_timeout(ctxpp::background(), 30ms);
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code result;
   timer.async_wait(ctxpp::asio::cancel_on(
       ctx, io.get_executor(),
@@ -64,7 +70,9 @@ TEST(CancelOn, DeadlineStopsTimerWaitWithDeadlineExceeded) {
 TEST(CancelOn, ContextEndedBeforeTheOperationStartsCancelsIt) {
   ::boost::asio::io_context io;
   ::boost::asio::steady_timer timer(io, 60s);
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   cancel();
   std::error_code result;
   timer.async_wait(ctxpp::asio::cancel_on(
@@ -77,7 +85,9 @@ TEST(CancelOn, ContextEndedBeforeTheOperationStartsCancelsIt) {
 TEST(CancelOn, OperationThatCompletesIsNotReachedByALaterCancel) {
   ::boost::asio::io_context io;
   auto timer = std::make_unique<::boost::asio::steady_timer>(io, 1ms);
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   std::error_code result = ctxpp::errc::canceled;
   timer->async_wait(ctxpp::asio::cancel_on(
       ctx, io.get_executor(),
@@ -93,7 +103,9 @@ TEST(CancelOn, OperationThatCompletesIsNotReachedByALaterCancel) {
 TEST(CancellationBridge, ServesOperationsOneAfterAnother) {
   ::boost::asio::io_context io;
   ::boost::asio::steady_timer timer(io);
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   ctxpp::asio::CancellationBridge bridge(ctx, io.get_executor());
   std::error_code first = ctxpp::errc::canceled;
   std::error_code second;
@@ -111,7 +123,9 @@ TEST(CancellationBridge, ServesOperationsOneAfterAnother) {
 }
 
 TEST(Outcome, KeepsOtherErrorsAndSuccess) {
-  auto [ctx, cancel] = ctxpp::with_cancel(ctxpp::background());
+  auto made = ctxpp::with_cancel(ctxpp::background());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   const ::boost::system::error_code aborted = ::boost::asio::error::operation_aborted;
   // Aborted by someone else while ctx is live: stays operation_aborted.
   EXPECT_EQ(ctxpp::asio::outcome(ctx, aborted), std::error_code(aborted));
@@ -124,7 +138,9 @@ TEST(Outcome, KeepsOtherErrorsAndSuccess) {
 
 TEST(ContextFrom, EmitOnTheSlotEndsTheContext) {
   ::boost::asio::cancellation_signal signal;
-  auto [ctx, cancel] = ctxpp::asio::context_from(ctxpp::background(), signal.slot());
+  auto made = ctxpp::asio::context_from(ctxpp::background(), signal.slot());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   EXPECT_FALSE(ctx.done());
   signal.emit(::boost::asio::cancellation_type::terminal);
   EXPECT_TRUE(ctx.done());
@@ -135,8 +151,10 @@ TEST(ContextFrom, EmitOnTheSlotEndsTheContext) {
 
 TEST(ContextFrom, FilterIgnoresOtherTypesAndCancelFuncStillWorks) {
   ::boost::asio::cancellation_signal signal;
-  auto [ctx, cancel] = ctxpp::asio::context_from(ctxpp::background(), signal.slot(),
-                                                 ::boost::asio::cancellation_type::terminal);
+  auto made = ctxpp::asio::context_from(ctxpp::background(), signal.slot(),
+                                        ::boost::asio::cancellation_type::terminal);
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   signal.emit(::boost::asio::cancellation_type::partial);
   EXPECT_FALSE(ctx.done());
   std::thread other([cancel = cancel] { cancel(); });  // CancelFunc from any thread
@@ -148,8 +166,11 @@ TEST(ContextFrom, FilterIgnoresOtherTypesAndCancelFuncStillWorks) {
 
 TEST(ContextFrom, ParentEndEndsTheChild) {
   ::boost::asio::cancellation_signal signal;
-  auto [parent, cancel_parent] = ctxpp::with_timeout(ctxpp::background(), 10ms);
-  auto [ctx, cancel] = ctxpp::asio::context_from(parent, signal.slot());
+  auto made_parent = ctxpp::with_timeout(ctxpp::background(), 10ms);
+  const ctxpp::Context parent = made_parent.ctx;
+  auto made = ctxpp::asio::context_from(parent, signal.slot());
+  const ctxpp::Context ctx = made.ctx;
+  const auto cancel = made.cancel;
   EXPECT_TRUE(ctx.wait_for(ctxpp_test::kLongBound));
   EXPECT_EQ(ctx.err(), ctxpp::errc::deadline_exceeded);
   signal.slot().clear();

@@ -24,6 +24,8 @@
 namespace {
 
 using namespace std::chrono_literals;
+// Contexts are unpacked into plain variables, not structured bindings, because
+// clang 14 cannot capture a structured binding in a lambda.
 using ctxpp_test::describe;
 namespace http = ::boost::beast::http;
 using Clock = std::chrono::steady_clock;
@@ -283,7 +285,9 @@ TEST(HttpServer, StopLetsRequestsInFlightFinishWhileDrainIsLive) {
   Client client(server.port());
   ASSERT_TRUE(client.send(get("/drain")));
   ASSERT_TRUE(entered.wait(10s));
-  auto [drain, cancel] = ctxpp::with_timeout(ctxpp::background(), 10s);
+  auto made = ctxpp::with_timeout(ctxpp::background(), 10s);
+  const ctxpp::Context drain = made.ctx;
+  const auto cancel = made.cancel;
   const auto start = Clock::now();
   server.stop(drain);
   EXPECT_LT(Clock::now() - start, 5s);
