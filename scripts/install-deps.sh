@@ -12,6 +12,7 @@ PACKAGES=(
   cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql libpq-dev libsqlite3-dev
+  libboost1.81-dev
   golang-go git ca-certificates
   python3 python3-jsonschema
 )
