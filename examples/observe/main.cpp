@@ -1,4 +1,4 @@
-// Seeing cancellation: three requests through a tiny two-component service, each
+// Seeing cancellation: two requests through a tiny two-component service, each
 // step of their cancellation written as JSON lines, the live context tree printed,
 // and, with --broken, the middleware bug the debug mode is there to catch.
 //

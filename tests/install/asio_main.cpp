@@ -12,12 +12,15 @@
 int main() {
   ::boost::asio::io_context io;
   ::boost::asio::steady_timer timer(io, std::chrono::seconds(30));
-  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), std::chrono::milliseconds(10));
+  // Named members, not structured bindings: clang 14 cannot capture those in a lambda.
+  auto deadline = ctxpp::with_timeout(ctxpp::background(), std::chrono::milliseconds(10));
+  const ctxpp::Context ctx = deadline.ctx;
   std::error_code result;
   timer.async_wait(ctxpp::asio::cancel_on(
       ctx, io.get_executor(),
       [&](::boost::system::error_code ec) { result = ctxpp::asio::outcome(ctx, ec); }));
   io.run_for(std::chrono::seconds(10));
+  deadline.cancel();
   if (result != ctxpp::errc::deadline_exceeded) {
     std::fprintf(stderr, "unexpected outcome: %s\n", result.message().c_str());
     return 1;
