@@ -9,9 +9,10 @@
 # Knobs (environment):
 #   QUICK=1          fewer repetitions everywhere, skips std's 10,000-thread W6 (~2 min)
 #   SKIP_GO=1 SKIP_STD=1 SKIP_TOKIO=1 SKIP_BUILD=1
-#   SKIP_STRUCTURED=1  skip the task-group/call_blocking (G*, B*), cleanup (C1) and
-#                      pool (P1-P3) suites, which carry their own std baselines (~2 min)
+#   SKIP_STRUCTURED=1  skip the task-group/call_blocking (G*, B*), cleanup (C1), pool
+#                      (P1-P3) and observation (O3, O6) suites, each with its own baseline
 #   SKIP_POOL=1       skip only the pool suite (P1-P3, ~25 s)
+#   SKIP_OBSERVE=1    skip the observation-cost suite (O3, O6: W3 and W6 observed, ~30 s)
 #   POOL_REPS=n       repetitions of each pool benchmark (default 5; QUICK=1: 3)
 #   SHARED_BENCH=dir  the baselines (default: ../shared/bench next to the repository)
 #   OUT=dir           output directory (default: build/bench)
@@ -78,7 +79,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building the release preset (ctxpp-bench)"
   (cd "$root" && cmake --preset release >"$out/build.log" 2>&1 &&
     cmake --build --preset release --target ctxpp-bench ctxpp-group-bench ctxpp-cleanup-bench \
-      ctxpp-pool-bench >>"$out/build.log" 2>&1) || {
+      ctxpp-pool-bench ctxpp-observe-bench >>"$out/build.log" 2>&1) || {
     cat "$out/build.log" >&2
     exit 1
   }
@@ -160,6 +161,7 @@ for note in "${notes[@]+"${notes[@]}"}"; do note_args+=(--note "$note"); done
 if [[ "${SKIP_STRUCTURED:-0}" != 1 ]]; then
   suites=(group cleanup)
   [[ "${SKIP_POOL:-0}" == 1 ]] || suites+=(pool)
+  [[ "${SKIP_OBSERVE:-0}" == 1 ]] || suites+=(observe)
   for suite in "${suites[@]}"; do
     suite_bin="$root/build/release/bench/ctxpp-$suite-bench"
     [[ -x "$suite_bin" ]] || { log "missing $suite_bin, skipped"; continue; }

@@ -128,6 +128,8 @@ run_preset() {
     asan | tsan | tidy) extra+=(-DCTXPP_BUILD_BENCH=OFF -DCTXPP_PACKAGE_TESTS=OFF) ;;
     # ctxpp-audit (LibTooling) is built and tested once, with the default preset.
     default) extra+=(-DCTXPP_BUILD_AUDIT=ON) ;;
+    # The benchmarks are compiled (with -Werror) by the default preset; not again here.
+    clang) extra+=(-DCTXPP_BUILD_BENCH=OFF) ;;
   esac
 
   section "$p: configure"
