@@ -47,24 +47,27 @@ struct EnvironmentSwitch {
   EnvironmentSwitch() {
     const char* spec = std::getenv("CTXPP_DEBUG");
     if (spec == nullptr || *spec == '\0') return;
+    // Word by word, so the known words still apply when one is unknown.
     DebugMode mode = DebugMode::none;
     std::string unknown;
-    if (parse_debug_mode(spec, mode, &unknown)) {
+    std::string_view rest(spec);
+    while (!rest.empty()) {
+      const std::size_t end = rest.find_first_of(", ");
+      DebugMode one = DebugMode::none;
+      std::string word_unknown;
+      if (!parse_debug_mode(rest.substr(0, end), one, &word_unknown)) {
+        mode = mode | one;
+      } else if (unknown.empty()) {
+        unknown = std::move(word_unknown);
+      }
+      if (end == std::string_view::npos) break;
+      rest.remove_prefix(end + 1);
+    }
+    if (!unknown.empty()) {
       std::fprintf(stderr,
                    "ctxpp: CTXPP_DEBUG: unknown word '%s' (known: leaks, chains, all, none); "
                    "the known words are used\n",
                    unknown.c_str());
-      // Keep what parsed: parse again without the unknown words.
-      mode = DebugMode::none;
-      std::string_view rest(spec);
-      while (!rest.empty()) {
-        const std::size_t end = rest.find_first_of(", ");
-        const std::string_view word = rest.substr(0, end);
-        DebugMode one = DebugMode::none;
-        if (!parse_debug_mode(word, one)) mode = mode | one;
-        if (end == std::string_view::npos) break;
-        rest.remove_prefix(end + 1);
-      }
     }
     if (mode == DebugMode::none) return;
     DebugOptions options;

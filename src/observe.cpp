@@ -150,13 +150,18 @@ void emit(Event& event) noexcept {
   if (list != nullptr) deliver(*list, event);
 }
 
-void emit_recorded(RecordedEvent& recorded) noexcept {
+namespace {
+// Points the event's views at the strings the record owns (valid while it lives).
+Event& bind_views(RecordedEvent& recorded) noexcept {
   recorded.event.name = recorded.name;
   recorded.event.component = recorded.component;
   recorded.event.detail = recorded.detail;
   recorded.event.trace = recorded.trace ? &*recorded.trace : nullptr;
-  emit(recorded.event);
+  return recorded.event;
 }
+}  // namespace
+
+void emit_recorded(RecordedEvent& recorded) noexcept { emit(bind_views(recorded)); }
 
 void describe(RecordedEvent& recorded, const SignalNode* node) noexcept {
   Event& event = recorded.event;
@@ -328,13 +333,7 @@ void end_observation(Observation& obs) noexcept {
     } else {
       recorded = &obs.events[e];
     }
-    if (list != nullptr) {
-      recorded->event.name = recorded->name;
-      recorded->event.component = recorded->component;
-      recorded->event.detail = recorded->detail;
-      recorded->event.trace = recorded->trace ? &*recorded->trace : nullptr;
-      deliver(*list, recorded->event);
-    }
+    if (list != nullptr) deliver(*list, bind_views(*recorded));
     if (take_step) {
       release(obs.steps[k].node);
       ++k;
