@@ -82,8 +82,20 @@ constexpr N scaled(N n, N asan_cut = 1) {
 }
 
 // The wall time a stress test runs for by default: it then stops early and reports how
-// many iterations it got through.
-inline constexpr std::chrono::steady_clock::duration kStressWallTime = std::chrono::seconds(5);
+// many iterations it got through. CTXPP_STRESS_SECONDS (1..600) changes it: the test
+// script shortens it where several builds share a machine; a soak run lengthens it.
+inline std::chrono::steady_clock::duration stress_wall_time() {
+  if (const char* env = std::getenv("CTXPP_STRESS_SECONDS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const long seconds = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && seconds >= 1 && seconds <= 600) {
+      return std::chrono::seconds(seconds);
+    }
+    std::fprintf(stderr, "CTXPP_STRESS_SECONDS='%s' ignored: expected 1..600\n", env);
+  }
+  return std::chrono::seconds(5);
+}
+inline const std::chrono::steady_clock::duration kStressWallTime = stress_wall_time();
 
 // The wall-time half of a budget, for a loop that counts its own iterations. Read-only
 // once made: any thread may ask it.

@@ -88,9 +88,7 @@ ctxpp::PoolHooks<Connection> database_hooks(const std::string& path) {
 
 void seed_database(const std::string& path) {
   // Startup runs before any request exists: a root of its own is right here.
-  auto [ctx, release] = ctxpp::with_timeout(
-      ctxpp::background(),
-      std::chrono::seconds(30));  // ctxpp-audit: ignore CTX002 (startup, not a request path)
+  auto [ctx, release] = ctxpp::with_timeout(ctxpp::background(), std::chrono::seconds(30));
   auto connection = ctxpp::sqlite::open(ctx, path, {.wal = true});
   if (!connection) {
     throw std::runtime_error("cannot open " + path + ": " + connection.error().message());
@@ -277,16 +275,13 @@ std::uint16_t Gateway::port() const noexcept { return state_->server->port(); }
 void Gateway::stop(std::chrono::milliseconds drain_for) {
   if (!state_->server) return;
   {
-    auto [drain, release] = ctxpp::with_timeout(
-        ctxpp::background(),
-        drain_for);  // ctxpp-audit: ignore CTX002 (shutdown outlives every request)
+    // Shutdown outlives every request: its budget is a root of its own.
+    auto [drain, release] = ctxpp::with_timeout(ctxpp::background(), drain_for);
     state_->server->stop(drain);
     release();
   }
   state_->server.reset();
-  auto [closing, release] = ctxpp::with_timeout(
-      ctxpp::background(),
-      std::chrono::seconds(2));  // ctxpp-audit: ignore CTX002 (shutdown outlives every request)
+  auto [closing, release] = ctxpp::with_timeout(ctxpp::background(), std::chrono::seconds(2));
   (void)state_->database.close(closing);
   release();
 }
@@ -377,9 +372,9 @@ ctxpp::Context Gateway::State::attach_user(const ctxpp::Context& ctx,
   if (options.broken_propagation) {
     // The bug found in the field: the user is hung on a fresh root, so from here on
     // the request's cancellation and deadline are lost.
-    return ctxpp::with_value(
-        ctxpp::background(), user_key,
-        std::move(user));  // ctxpp-audit: ignore CTX002 (the demo's deliberate bug)
+    // ctxpp-audit: ignore CTX002 (the demo's deliberate bug)
+    const ctxpp::Context fresh_root = ctxpp::background();
+    return ctxpp::with_value(fresh_root, user_key, std::move(user));
   }
   return ctxpp::with_value(ctx, user_key, std::move(user));
 }
