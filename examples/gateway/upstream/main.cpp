@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
       if (!grpc_address) return usage_error("--grpc-listen: expected HOST:PORT");
       payments = std::make_unique<gateway::PaymentUpstream>(ledger, *grpc_address);
       service.grpc_payments_open = [&payments] { return payments->payments_open(); };
+      service.grpc_in_flight = [&payments] { return payments->in_flight(); };
+      service.grpc_records = [&payments] { return payments->records(); };
       std::printf("ctxpp-upstream grpc listening on %s:%u\n", grpc_address->host.c_str(),
                   static_cast<unsigned>(payments->port()));
     }

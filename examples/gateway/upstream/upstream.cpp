@@ -22,28 +22,31 @@ void UpstreamLedger::finished(UpstreamRecord record) {
   in_flight_.fetch_sub(1, std::memory_order_release);
 }
 
-std::string UpstreamLedger::stats_json(std::int64_t reservations_open,
-                                       std::int64_t payments_open) const {
-  return "{\"inflight\":" + std::to_string(in_flight_.load(std::memory_order_acquire)) +
+std::string UpstreamLedger::stats_json(std::int64_t reservations_open, std::int64_t payments_open,
+                                       std::int64_t other_in_flight) const {
+  return "{\"inflight\":" +
+         std::to_string(in_flight_.load(std::memory_order_acquire) + other_in_flight) +
          ",\"completed\":" + std::to_string(completed_.load(std::memory_order_relaxed)) +
          ",\"cancelled\":" + std::to_string(cancelled_.load(std::memory_order_relaxed)) +
          ",\"reservations_open\":" + std::to_string(reservations_open) +
          ",\"payments_open\":" + std::to_string(payments_open) + "}\n";
 }
 
-std::string UpstreamLedger::requests_json() const {
+std::string UpstreamLedger::requests_json(const std::vector<UpstreamRecord>& other_records) const {
   std::string out = "[";
   std::lock_guard lock(mutex_);
-  out.reserve(records_.size() * 96 + 4);
+  out.reserve((records_.size() + other_records.size()) * 96 + 4);
   bool first = true;
-  for (const UpstreamRecord& record : records_) {
+  const auto append = [&](const UpstreamRecord& record) {
     if (!first) out += ",\n";
     first = false;
     out += "{\"id\":" + json_quote(record.id) + ",\"path\":" + json_quote(record.path) +
            ",\"start_ns\":" + std::to_string(record.start_ns) +
            ",\"end_ns\":" + std::to_string(record.end_ns) + ",\"outcome\":\"" +
            (record.cancelled ? "cancelled" : "completed") + "\"}";
-  }
+  };
+  for (const UpstreamRecord& record : records_) append(record);
+  for (const UpstreamRecord& record : other_records) append(record);
   out += "]\n";
   return out;
 }
@@ -102,10 +105,13 @@ ctxpp::asio::Response UpstreamService::handle(const ctxpp::Context& ctx,
   }
   if (path == "/debug/stats") {
     return make_response(request, http::status::ok,
-                         ledger_.stats_json(reservations_open(), payments_open()));
+                         ledger_.stats_json(reservations_open(), payments_open(),
+                                            grpc_in_flight ? grpc_in_flight() : 0));
   }
   if (path == "/debug/requests") {
-    return make_response(request, http::status::ok, ledger_.requests_json());
+    return make_response(
+        request, http::status::ok,
+        ledger_.requests_json(grpc_records ? grpc_records() : std::vector<UpstreamRecord>{}));
   }
   static constexpr std::array<std::string_view, 6> kWorkPaths = {
       "/work",           "/inventory/reserve", "/inventory/release",

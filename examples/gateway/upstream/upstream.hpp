@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "ctxpp/asio/http_server.hpp"
 
@@ -39,8 +40,10 @@ class UpstreamLedger {
   void finished(UpstreamRecord record);
 
   std::int64_t in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
-  std::string stats_json(std::int64_t reservations_open, std::int64_t payments_open) const;
-  std::string requests_json() const;
+  /// other_in_flight and other_records: the gRPC side's, reported together.
+  std::string stats_json(std::int64_t reservations_open, std::int64_t payments_open,
+                         std::int64_t other_in_flight) const;
+  std::string requests_json(const std::vector<UpstreamRecord>& other_records) const;
   std::string metrics_text(std::int64_t reservations_open, std::int64_t payments_open) const;
 
  private:
@@ -60,8 +63,11 @@ class UpstreamService {
   explicit UpstreamService(UpstreamLedger& ledger) : ledger_(ledger) {}
   ctxpp::asio::Response handle(const ctxpp::Context& ctx, const ctxpp::asio::Request& request);
 
-  /// Payments made over gRPC and not refunded are counted here too.
+  /// The gRPC side, when there is one: its open payments, calls in flight and
+  /// finished calls are reported with the HTTP side's. Set before serving.
   std::function<std::int64_t()> grpc_payments_open;
+  std::function<std::int64_t()> grpc_in_flight;
+  std::function<std::vector<UpstreamRecord>()> grpc_records;
 
  private:
   ctxpp::asio::Response work(const ctxpp::Context& ctx, const ctxpp::asio::Request& request,
