@@ -272,20 +272,23 @@ TEST_F(GrpcCall, ServerLifetimeEndsCallContexts) {
   client.join();
   EXPECT_EQ(status.error_code(), ::grpc::StatusCode::CANCELLED);
   EXPECT_EQ(call.error(status), ctxpp::grpc::errc::canceled);
+  ASSERT_TRUE(seen.ended.wait()) << ctxpp_test::describe_threads();
   std::lock_guard lock(seen.mutex);
   EXPECT_EQ(seen.err, ctxpp::errc::canceled);
   EXPECT_NE(seen.cause, ctxpp::grpc::errc::client_canceled);
 }
 
 TEST_F(GrpcCall, ClientCallFromEndedContextCancelsAtOnce) {
-  Seen seen;
-  callback_service_.set_handler(hold_until_done(seen));
+  callback_service_.set_handler(
+      [](const ctxpp::Context&, const HoldRequest&, HoldReply&) { return ::grpc::Status::OK; });
   auto made = ctxpp::with_cancel(ctxpp::background());
   made.cancel();
   ctxpp::grpc::ClientCall call(made.ctx);
   const ::grpc::Status status = hold(call);
   EXPECT_EQ(status.error_code(), ::grpc::StatusCode::CANCELLED);
   EXPECT_EQ(call.error(status), ctxpp::errc::canceled);
+  // Cancelled before it started: the call never reached the server.
+  EXPECT_EQ(callback_service_.started.load(), 0);
 }
 
 TEST_F(GrpcCall, TraceparentReachesServer) {

@@ -21,6 +21,7 @@
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
 
+#include <atomic>
 #include <functional>
 
 #include "ctxpp/context.hpp"
@@ -74,6 +75,9 @@ class UnaryReactor final : public ::grpc::ServerUnaryReactor {
 
   ServerCall call_;
   Handler handler_;
+  // Written (release) by start() and at the end of run() and OnCancel(); read
+  // (acquire) by OnCancel() and OnDone(): see unary_reactor.cpp.
+  std::atomic<int> reactions_{0};
 };
 
 }  // namespace ctxpp::grpc
