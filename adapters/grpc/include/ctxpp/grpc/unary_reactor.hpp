@@ -38,7 +38,9 @@ class UnaryReactor final : public ::grpc::ServerUnaryReactor {
   /// The work of one call: reads the request, writes the reply (both valid until it
   /// returns), returns the status to finish with. It should return soon after ctx
   /// ends (to_status(ctx.err()) is the usual answer then); the client no longer
-  /// waits. It runs once, on executor, never inline in start().
+  /// waits. It runs once, on executor (inside start() with an inline executor: then
+  /// only the deadline or parent can end ctx meanwhile, since gRPC delivers OnCancel()
+  /// only after start() returned).
   /// Errors: an exception escaping it finishes the call with UNKNOWN and its what().
   using Handler = std::function<::grpc::Status(const Context& ctx)>;
 
