@@ -2,7 +2,7 @@
 #include "ctxpp/grpc/status.hpp"
 
 #include <chrono>
-#include <utility>
+#include <string>
 
 namespace ctxpp::grpc {
 
@@ -29,7 +29,7 @@ std::error_code to_error_code(const ::grpc::Status& status) noexcept {
   return {static_cast<int>(status.error_code()), grpc_category()};
 }
 
-::grpc::Status to_status(std::error_code ec, std::string message) {
+::grpc::Status to_status(std::error_code ec, std::string_view message) {
   if (!ec) return ::grpc::Status::OK;
   ::grpc::StatusCode code = ::grpc::StatusCode::UNKNOWN;
   if (ec.category() == grpc_category() && ec.value() >= 1 && ec.value() <= 16) {
@@ -39,8 +39,7 @@ std::error_code to_error_code(const ::grpc::Status& status) noexcept {
   } else if (ec == std::errc::timed_out) {
     code = ::grpc::StatusCode::DEADLINE_EXCEEDED;
   }
-  if (message.empty()) message = ec.message();
-  return {code, std::move(message)};
+  return {code, message.empty() ? ec.message() : std::string(message)};
 }
 
 }  // namespace ctxpp::grpc

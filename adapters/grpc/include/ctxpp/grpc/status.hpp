@@ -13,7 +13,7 @@
 
 #include <grpcpp/support/status.h>
 
-#include <string>
+#include <string_view>
 #include <system_error>
 
 #include "ctxpp/context.hpp"
@@ -41,6 +41,6 @@ std::error_code to_error_code(const ::grpc::Status& status) noexcept;
 /// anything else. The message is message if given, else ec.message().
 /// Thread safety: any thread. Blocking: never. Cost: one string.
 /// Errors: std::bad_alloc.
-::grpc::Status to_status(std::error_code ec, std::string message = {});
+::grpc::Status to_status(std::error_code ec, std::string_view message = {});
 
 }  // namespace ctxpp::grpc
