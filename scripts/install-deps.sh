@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql libpq-dev libsqlite3-dev
   libboost1.81-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   golang-go git ca-certificates
   python3 python3-jsonschema
 )

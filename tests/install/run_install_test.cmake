@@ -57,7 +57,7 @@ function(configure_build_run source_dir)
   endif()
   run(${exe})
   # Built only when the adapter was installed (see CMakeLists.txt there).
-  foreach(adapter IN ITEMS sqlite postgres http prometheus asio)
+  foreach(adapter IN ITEMS sqlite postgres http prometheus asio grpc)
     foreach(candidate ${build}/ctxpp_install_${adapter}_consumer
                       ${build}/${CONFIG}/ctxpp_install_${adapter}_consumer)
       if(EXISTS ${candidate})
