@@ -163,6 +163,7 @@ struct Gateway::State {
   ::prometheus::Counter& requests_canceled;
   ::prometheus::Counter& requests_deadline;
   ::prometheus::Counter& requests_error;
+  ::prometheus::Gauge& requests_gauge;
   ::prometheus::Gauge& upstream_gauge;
   ::prometheus::Gauge& database_gauge;
   ::prometheus::Gauge& leased_gauge;
@@ -174,6 +175,12 @@ struct Gateway::State {
   ctxpp::Pool<Connection> database;
   UpstreamClient upstream;
   PaymentBackend payments;
+  std::int64_t upstream_in_flight() const noexcept {
+    return upstream.in_flight() + other_upstream_in_flight.load(std::memory_order_acquire);
+  }
+
+  std::atomic<std::int64_t> requests_in_flight{0};        // API handlers running
+  std::atomic<std::int64_t> other_upstream_in_flight{0};  // gRPC payment calls
   std::atomic<std::int64_t> database_in_flight{0};
   std::atomic<std::int64_t> background_in_flight{0};
   std::atomic<std::uint64_t> checkouts_committed{0};
@@ -209,6 +216,8 @@ Gateway::State::State(GatewayOptions options_in)
       requests_canceled(requests_family.Add({{"outcome", "canceled"}})),
       requests_deadline(requests_family.Add({{"outcome", "deadline"}})),
       requests_error(requests_family.Add({{"outcome", "error"}})),
+      requests_gauge(
+          add_gauge(*registry, "gateway_requests_inflight", "API requests being handled")),
       upstream_gauge(add_gauge(*registry, "gateway_upstream_inflight", "Upstream calls in flight")),
       database_gauge(
           add_gauge(*registry, "gateway_db_queries_inflight", "Database queries in flight")),
@@ -230,7 +239,20 @@ Gateway::State::State(GatewayOptions options_in)
       database(database_hooks(options.db_path), database_pool_options(options.db_connections)),
       upstream(options.upstream.host, options.upstream.port, options.upstream_connections) {
   if (options.payments) {
-    payments = *options.payments;
+    // Calls to another upstream count as upstream calls in flight, as HTTP ones do.
+    payments.charge = [this, charge = options.payments->charge](
+                          const ctxpp::Context& ctx, std::string_view order_id,
+                          std::int64_t amount_cents, int delay_ms,
+                          std::string_view request_id) -> ctxpp::Result<std::string> {
+      const InFlight in_flight(other_upstream_in_flight);
+      return charge(ctx, order_id, amount_cents, delay_ms, request_id);
+    };
+    payments.refund = [this, refund = options.payments->refund](
+                          const ctxpp::Context& ctx, std::string_view payment_id,
+                          std::string_view request_id) -> std::error_code {
+      const InFlight in_flight(other_upstream_in_flight);
+      return refund(ctx, payment_id, request_id);
+    };
   } else {
     payments.charge = [this](const ctxpp::Context& ctx, std::string_view /*order_id*/,
                              std::int64_t /*amount_cents*/, int delay_ms,
@@ -294,7 +316,8 @@ GatewayStats Gateway::stats() const {
   stats.deadline = static_cast<std::uint64_t>(s.requests_deadline.Value());
   stats.error = static_cast<std::uint64_t>(s.requests_error.Value());
   stats.db_in_flight = s.database_in_flight.load(std::memory_order_acquire);
-  stats.upstream_in_flight = s.upstream.in_flight();
+  stats.upstream_in_flight = s.upstream_in_flight();
+  stats.requests_in_flight = s.requests_in_flight.load(std::memory_order_acquire);
   stats.background_in_flight = s.background_in_flight.load(std::memory_order_acquire);
   const ctxpp::PoolStats pool = s.database.stats();
   stats.pool_leased = pool.leased;
@@ -330,6 +353,7 @@ Response Gateway::State::serve_api(const ctxpp::Context& ctx, const Request& req
     return make_response(request, http::status::bad_request,
                          ctxpp::http::bad_request_body(budget.header(), budget.error()));
   }
+  const InFlight in_flight(requests_in_flight);
   auto [deadline_ctx, finish] = ctxpp::http::request_context(ctx, *budget);
   const ctxpp::Context request_ctx = ctxpp::with_name(deadline_ctx, "request");
 
@@ -602,7 +626,8 @@ Response Gateway::State::checkout(const ctxpp::Context& ctx, const Request& requ
 
 Response Gateway::State::metrics_page(const Request& request) {
   const ctxpp::PoolStats pool = database.stats();
-  upstream_gauge.Set(static_cast<double>(upstream.in_flight()));
+  upstream_gauge.Set(static_cast<double>(upstream_in_flight()));
+  requests_gauge.Set(static_cast<double>(requests_in_flight.load(std::memory_order_acquire)));
   database_gauge.Set(static_cast<double>(database_in_flight.load(std::memory_order_acquire)));
   leased_gauge.Set(static_cast<double>(pool.leased));
   lingered_gauge.Set(static_cast<double>(pool.lingered_total));
@@ -628,7 +653,9 @@ Response Gateway::State::stats_page(const Request& request) const {
       ",\"error\":" + std::to_string(static_cast<std::uint64_t>(s.requests_error.Value())) + "}";
   body +=
       ",\"db_inflight\":" + std::to_string(s.database_in_flight.load(std::memory_order_acquire));
-  body += ",\"upstream_inflight\":" + std::to_string(s.upstream.in_flight());
+  body += ",\"upstream_inflight\":" + std::to_string(s.upstream_in_flight());
+  body += ",\"requests_inflight\":" +
+          std::to_string(s.requests_in_flight.load(std::memory_order_acquire));
   body += ",\"background_inflight\":" +
           std::to_string(s.background_in_flight.load(std::memory_order_acquire));
   body += ",\"pool_leased\":" + std::to_string(pool.leased);

@@ -58,6 +58,7 @@ struct GatewayOptions {
 /// What /debug/stats reports; see docs/gateway.md.
 struct GatewayStats {
   std::uint64_t ok = 0, canceled = 0, deadline = 0, error = 0;
+  std::int64_t requests_in_flight = 0;
   std::int64_t db_in_flight = 0;
   std::int64_t upstream_in_flight = 0;
   std::int64_t background_in_flight = 0;

@@ -84,8 +84,12 @@ PaymentService::PaymentService(const Context& lifetime, Executor& executor, std:
           status = grpc::to_status(ctx.err());  // the caller gave up: stop here
         } else {
           std::lock_guard lock(mutex_);
-          std::string id = "pay-" + std::to_string(next_payment_++);
-          charged_.insert(id);
+          // Keyed by the caller's request id when it sent one: a caller whose answer
+          // never arrived (it gave up just as the charge went through) can still refund,
+          // and a refund that overtook this charge voids it.
+          std::string id = call.request_id.empty() ? "pay-" + std::to_string(next_payment_++)
+                                                   : "pay-" + call.request_id;
+          if (refunded_early_.erase(id) == 0) charged_.insert(id);
           reply->set_payment_id(std::move(id));
         }
         finish(std::move(call), status);
@@ -109,12 +113,18 @@ PaymentService::PaymentService(const Context& lifetime, Executor& executor, std:
         } else {
           std::lock_guard lock(mutex_);
           if (charged_.erase(request->payment_id()) == 0) {
+            refunded_early_.insert(request->payment_id());
             status = ::grpc::Status(::grpc::StatusCode::NOT_FOUND, "no such payment");
           }
         }
         finish(std::move(call), status);
         return status;
       });
+}
+
+std::int64_t PaymentService::open_payments() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::int64_t>(charged_.size());
 }
 
 void PaymentService::finish(PaymentCall call, const ::grpc::Status& status) {

@@ -44,11 +44,13 @@ class PaymentService final : public Payment::CallbackService {
 
   /// Charge: INVALID_ARGUMENT unless amount_cents > 0 and delay_ms >= 0; then waits
   /// delay_ms on the call's context; CANCELLED or DEADLINE_EXCEEDED if it ended first,
-  /// else a new payment id ("pay-<n>"). Occupies one executor thread while it waits.
+  /// else the payment id: "pay-<x-request-id>", or "pay-<n>" without one. Occupies one executor
+  /// thread while it waits.
   ::grpc::ServerUnaryReactor* Charge(::grpc::CallbackServerContext* server_context,
                                      const ChargeRequest* request, ChargeReply* reply) override;
 
-  /// Refund: NOT_FOUND unless payment_id was charged and not refunded yet.
+  /// Refund: NOT_FOUND unless payment_id was charged and not refunded yet; a charge of
+  /// that id arriving later is then void (its caller gave up on it and undid it).
   ::grpc::ServerUnaryReactor* Refund(::grpc::CallbackServerContext* server_context,
                                      const RefundRequest* request, RefundReply* reply) override;
 
@@ -61,6 +63,9 @@ class PaymentService final : public Payment::CallbackService {
   std::int64_t canceled() const noexcept;
   /// Calls finished with another error (invalid argument, unknown payment).
   std::int64_t failed() const noexcept;
+
+  /// Payments charged and not refunded. Cost: a mutex section.
+  std::int64_t open_payments() const;
 
   /// The last finished calls, oldest first. Cost: a copy under a mutex.
   std::vector<PaymentCall> recent_calls() const;
@@ -82,6 +87,7 @@ class PaymentService final : public Payment::CallbackService {
   std::int64_t failed_ = 0;
   std::int64_t next_payment_ = 1;
   std::set<std::string> charged_;
+  std::set<std::string> refunded_early_;  // refunds that arrived before their charge
   std::deque<PaymentCall> recent_;
 };
 

@@ -126,7 +126,7 @@ def upstream_records(upstream, request_id):
 def idle(gateway, upstream):
     g = stats(gateway)
     u = stats(upstream)
-    return (g["db_inflight"] == 0 and g["upstream_inflight"] == 0 and
+    return (g["requests_inflight"] == 0 and g["db_inflight"] == 0 and g["upstream_inflight"] == 0 and
             g["background_inflight"] == 0 and g["pool_leased"] == 0 and u["inflight"] == 0)
 
 

@@ -86,11 +86,20 @@ std::int64_t UpstreamService::reservations_open() const {
 }
 
 void UpstreamService::apply(std::string_view path, const std::string& request_id) {
+  // An undo can overtake the step it undoes (the caller gave up on the step just as it
+  // went through here): undoing an unknown id leaves a tombstone that voids the step
+  // when it lands.
+  const auto record = [&](std::set<std::string>& open, std::set<std::string>& voided) {
+    if (voided.erase(request_id) == 0) open.insert(request_id);
+  };
+  const auto undo = [&](std::set<std::string>& open, std::set<std::string>& voided) {
+    if (open.erase(request_id) == 0) voided.insert(request_id);
+  };
   std::lock_guard lock(mutex_);
-  if (path == "/inventory/reserve") reservations_.insert(request_id);
-  if (path == "/inventory/release") reservations_.erase(request_id);
-  if (path == "/payment/charge") payments_.insert(request_id);
-  if (path == "/payment/refund") payments_.erase(request_id);
+  if (path == "/inventory/reserve") record(reservations_, voided_reservations_);
+  if (path == "/inventory/release") undo(reservations_, voided_reservations_);
+  if (path == "/payment/charge") record(payments_, voided_payments_);
+  if (path == "/payment/refund") undo(payments_, voided_payments_);
 }
 
 ctxpp::asio::Response UpstreamService::handle(const ctxpp::Context& ctx,

@@ -83,6 +83,8 @@ class UpstreamService {
   mutable std::mutex mutex_;
   std::set<std::string> reservations_;
   std::set<std::string> payments_;
+  std::set<std::string> voided_reservations_;
+  std::set<std::string> voided_payments_;
 };
 
 }  // namespace gateway
