@@ -15,6 +15,7 @@ PACKAGES=(
   libboost1.81-dev
   golang-go git ca-certificates
   python3 python3-jsonschema
+  nlohmann-json3-dev chromium
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }
