@@ -43,9 +43,10 @@ struct RunConfig {
   bool fetch_upstream_requests = true;
 };
 
-/// Runs the load and measures. Blocking: up to duration_limit_s + about 15 s (the drain
-/// cap, the one-second read, the fetches). Errors: a gateway that cannot be reached
-/// before the load is reported through `error` and an empty optional.
+/// Runs the load and measures. Blocking: duration_limit_s plus at most 10 s for requests
+/// already sent, 3 s of drain, the one-second read and a 10 s fetch of the request log. Errors: a
+/// gateway that cannot be reached before the load is reported through `error` and an empty
+/// optional.
 std::optional<RunResult> run_load(const RunConfig& config, std::string& error);
 
 }  // namespace ctxpp_load

@@ -280,11 +280,18 @@ std::string render_text(const Report& report, const std::vector<Goal>& goals) {
   const std::vector<const RunResult*> runs =
       report.has_broken ? std::vector<const RunResult*>{&report.correct, &report.broken}
                         : std::vector<const RunResult*>{&report.correct};
+  std::size_t label_width = 0;
+  for (const auto* run : runs) label_width = std::max(label_width, run->label.size());
+  auto run_line = [&](const RunResult& run, const std::string& value) {
+    out << "  " << run.label << std::string(label_width - run.label.size(), ' ') << "  " << value
+        << "\n";
+  };
   for (const auto& row : metric_rows()) {
     out << row.name << "\n";
-    for (const auto* run : runs) out << "  " << run->label << ": " << row.value(*run) << "\n";
+    for (const auto* run : runs) run_line(*run, row.value(*run));
   }
-  for (const auto* run : runs) out << "notes, " << run->label << ": " << notes_text(*run) << "\n";
+  out << "notes\n";
+  for (const auto* run : runs) run_line(*run, notes_text(*run));
   out << "\nResult: " << (all_goals_pass(goals) ? "all goals PASS" : "some goals FAIL") << "\n";
   return out.str();
 }
