@@ -314,11 +314,27 @@ double nice_ceiling(double value) {
   return 10 * magnitude;
 }
 
-constexpr double kWidth = 560, kHeight = 260;
-constexpr double kLeft = 48, kRight = 12, kTop = 30, kBottom = 36;
+/// An axis from 0 to `max` with ticks every `step`: five or fewer round steps that just
+/// cover the data, so a 21 s run gets 0..25 rather than 0..50.
+struct Axis {
+  double max = 1;
+  double step = 1;
+};
+
+Axis axis_for(double data_max, double smallest_step) {
+  Axis axis;
+  axis.step = std::max(nice_ceiling(data_max / 5), smallest_step);
+  axis.max = std::max(std::ceil(data_max / axis.step), 1.0) * axis.step;
+  return axis;
+}
+
+constexpr double kWidth = 560, kHeight = 280;
+constexpr double kLeft = 48, kRight = 12, kTop = 52, kBottom = 36;
 
 std::string svg_chart(const std::string& id, const std::string& title, const RunResult& run,
-                      const std::vector<Series>& series, double x_max_ms, double y_max) {
+                      const std::vector<Series>& series, Axis x_seconds, Axis y_axis) {
+  const double x_max_ms = x_seconds.max * 1000;
+  const double y_max = y_axis.max;
   const double plot_width = kWidth - kLeft - kRight;
   const double plot_height = kHeight - kTop - kBottom;
   auto x_of = [&](double t_ms) { return kLeft + t_ms / x_max_ms * plot_width; };
@@ -332,21 +348,21 @@ std::string svg_chart(const std::string& id, const std::string& title, const Run
   svg << "<title>" << html_escape(title) << "</title>\n";
   svg << "<text class=\"chart-title\" x=\"" << kLeft << "\" y=\"18\">" << html_escape(title)
       << "</text>\n";
-  // Grid and tick labels: five steps on each axis.
-  for (int tick = 0; tick <= 5; ++tick) {
-    const double value = y_max * tick / 5;
+  // Grid and tick labels; the axes have at most a handful of steps each.
+  for (double value = 0; value <= y_max + y_axis.step / 2; value += y_axis.step) {
     const double y = y_of(value);
     svg << printf_string(
         "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
         "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
         kLeft, y, kLeft + plot_width, y, kLeft - 6, y + 4, value);
-    const double t_ms = x_max_ms * tick / 5;
-    const double x = x_of(t_ms);
+  }
+  for (double seconds = 0; seconds <= x_seconds.max + x_seconds.step / 2;
+       seconds += x_seconds.step) {
+    const double x = x_of(seconds * 1000);
     svg << printf_string(
         "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-        "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f</text>\n",
-        x, kTop + plot_height, x, kTop + plot_height + 4, x, kTop + plot_height + 16,
-        t_ms / 1000.0);
+        "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
+        x, kTop + plot_height, x, kTop + plot_height + 4, x, kTop + plot_height + 16, seconds);
   }
   svg << printf_string(
       "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
@@ -362,9 +378,11 @@ std::string svg_chart(const std::string& id, const std::string& title, const Run
     svg << printf_string(
         "<line class=\"load-end\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
         "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\">last client left</text>\n",
-        x, kTop, x, kTop + plot_height, x + 3, kTop + 10);
+        x, kTop - 2, x, kTop + plot_height, x + 3, kTop - 4);
   }
-  double legend_y = kTop + 4;
+  // The legend is one row between the title and the plot, where no data can hide it.
+  double legend_x = kLeft;
+  const double legend_y = 34;
   for (const auto& one : series) {
     std::string points;
     for (const auto& sample : run.samples) {
@@ -376,13 +394,12 @@ std::string svg_chart(const std::string& id, const std::string& title, const Run
     if (!points.empty()) {
       svg << "<polyline class=\"series " << one.css_class << "\" points=\"" << points << "\"/>\n";
     }
-    legend_y += 14;
-    const double legend_x = kLeft + plot_width - 170;
     svg << printf_string(
         "<line class=\"series %s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
         "<text class=\"legend\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
         one.css_class.c_str(), legend_x, legend_y - 4, legend_x + 18, legend_y - 4, legend_x + 22,
         legend_y, html_escape(one.legend).c_str());
+    legend_x += 40 + 6.0 * static_cast<double>(one.legend.size());
   }
   svg << "</svg>\n";
   return svg.str();
@@ -455,7 +472,7 @@ std::string render_html(const Report& report, const std::vector<Goal>& goals) {
                                static_cast<double>(sample.upstream_inflight)});
     }
   }
-  x_max_ms = nice_ceiling(x_max_ms / 1000.0) * 1000.0;
+  const Axis x_seconds = axis_for(x_max_ms / 1000.0, 0.1);
   const std::vector<Series> db_series = {
       {"db", "DB queries in flight", [](const Sample& s) { return s.db_inflight; }},
       {"pool", "pool connections leased", [](const Sample& s) { return s.pool_leased; }}};
@@ -471,13 +488,13 @@ std::string render_html(const Report& report, const std::vector<Goal>& goals) {
   for (std::size_t index = 0; index < runs.size(); ++index) {
     html << svg_chart(std::string("chart-db-") + roles[index],
                       "DB queries in flight: " + runs[index]->label + " run", *runs[index],
-                      db_series, x_max_ms, nice_ceiling(db_max));
+                      db_series, x_seconds, axis_for(db_max, 1));
   }
   html << "</div>\n<h2>In-flight upstream calls over time</h2>\n<div class=\"charts\">\n";
   for (std::size_t index = 0; index < runs.size(); ++index) {
     html << svg_chart(std::string("chart-upstream-") + roles[index],
                       "upstream calls in flight: " + runs[index]->label + " run", *runs[index],
-                      upstream_series, x_max_ms, nice_ceiling(upstream_max));
+                      upstream_series, x_seconds, axis_for(upstream_max, 1));
   }
   html << "</div>\n";
   html << "<h2>Summary</h2>\n<table id=\"summary\">\n<tr><th>measure</th>";
