@@ -42,6 +42,20 @@ struct Servers {
   }
 };
 
+/// The last lines of a server's log, for a setup error that says why without a search.
+std::string log_tail(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  // Bounded: a log is read once, keeping the last three lines.
+  for (std::string line; lines.size() < 100'000 && std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > 3) lines.erase(lines.begin());
+  }
+  std::string tail;
+  for (const auto& line : lines) tail += "\n    " + line;
+  return "; log " + path.string() + (tail.empty() ? " (empty)" : ":" + tail);
+}
+
 bool start_servers(const DemoConfig& config, const std::string& label, bool broken,
                    const std::filesystem::path& scratch, Servers& servers, std::string& error) {
   const auto logs = std::filesystem::path(config.out_dir) / "logs";
@@ -58,7 +72,8 @@ bool start_servers(const DemoConfig& config, const std::string& label, bool brok
   }
   auto upstream_lines = servers.upstream.wait_for_lines(upstream_prefixes, kStartTimeout, error);
   if (!upstream_lines) {
-    error = "upstream: " + error;
+    servers.upstream.stop();
+    error = "upstream: " + error + log_tail(logs / ("upstream-" + label + ".log"));
     return false;
   }
   auto upstream_endpoint = parse_endpoint(upstream_lines->at(0));
@@ -86,7 +101,8 @@ bool start_servers(const DemoConfig& config, const std::string& label, bool brok
   auto gateway_lines =
       servers.gateway.wait_for_lines({"ctxpp-gateway listening on "}, kStartTimeout, error);
   if (!gateway_lines) {
-    error = "gateway: " + error;
+    servers.gateway.stop();
+    error = "gateway: " + error + log_tail(logs / ("gateway-" + label + ".log"));
     return false;
   }
   auto gateway_endpoint = parse_endpoint(gateway_lines->at(0));

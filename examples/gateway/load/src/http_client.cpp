@@ -289,6 +289,11 @@ std::optional<HttpResponse> HttpConnection::read_response(Clock::time_point dead
       error = "connection closed";
       return std::nullopt;
     }
+    // A server trickling bytes must not keep this loop going past the deadline.
+    if (Clock::now() >= deadline) {
+      error = "response: timed out";
+      return std::nullopt;
+    }
     const ssize_t received = ::recv(fd_, chunk, sizeof chunk, 0);
     if (received > 0) {
       got_bytes = true;

@@ -203,6 +203,15 @@ std::vector<Row> metric_rows() {
          return count(run.disconnected) + " (" + count(run.disconnected_after_response) + ")";
        }},
       {"transport errors", [=](const RunResult& run) { return count(run.transport_errors); }},
+      {"the gateway's own count: ok / canceled / deadline / error",
+       [](const RunResult& run) {
+         const auto& start = run.gateway_start;
+         const auto& end = run.gateway_end;
+         return std::to_string(end.ok - start.ok) + " / " +
+                std::to_string(end.canceled - start.canceled) + " / " +
+                std::to_string(end.deadline - start.deadline) + " / " +
+                std::to_string(end.error - start.error);
+       }},
       {"latency, normal requests",
        [=](const RunResult& run) { return summary_text(run.latency_normal_ms); }},
       {"latency, /api/orders",
