@@ -176,6 +176,7 @@ nlohmann::json to_json(const RunResult& result) {
       {"requests_sent", result.requests_sent},
       {"concurrency", result.concurrency},
       {"seed", result.seed},
+      {"mix", result.mix},
       {"duration_s", result.duration_s},
       {"requests_per_second", result.requests_per_second},
       {"upstream_observed", result.upstream_observed},
@@ -227,6 +228,7 @@ RunResult run_result_from_json(const nlohmann::json& json) {
   result.requests_sent = json.value("requests_sent", std::uint64_t{0});
   result.concurrency = json.value("concurrency", std::uint64_t{0});
   result.seed = json.value("seed", std::uint64_t{0});
+  result.mix = json.value("mix", std::string());
   result.duration_s = json.value("duration_s", 0.0);
   result.requests_per_second = json.value("requests_per_second", 0.0);
   result.upstream_observed = json.value("upstream_observed", false);
@@ -330,6 +332,7 @@ RunResult synthetic_run(const std::string& label, bool broken) {
   run.requests_planned = run.requests_sent = 20000;
   run.concurrency = 32;
   run.seed = 1;
+  run.mix = "orders=70,report=10,checkout=5,disconnect=10,deadline=5";
   run.duration_s = 6.5;
   run.requests_per_second = 3076.9;
   run.upstream_observed = true;

@@ -100,6 +100,7 @@ struct RunResult {
   std::uint64_t requests_sent = 0;
   std::uint64_t concurrency = 0;
   std::uint64_t seed = 0;
+  std::string mix;        // the weights, as --mix takes them
   double duration_s = 0;  // first request to last client finished
   double requests_per_second = 0;
   bool upstream_observed = false;  // --upstream given and answering

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -256,12 +257,20 @@ std::optional<Mix> parse_mix(std::string_view text) {
   return mix;
 }
 
+std::string mix_text(const Mix& mix) {
+  char text[160];
+  std::snprintf(text, sizeof text, "orders=%g,report=%g,checkout=%g,disconnect=%g,deadline=%g",
+                mix.orders, mix.report, mix.checkout, mix.disconnect, mix.deadline);
+  return text;
+}
+
 std::optional<RunResult> run_load(const RunConfig& config, std::string& error) {
   RunResult result;
   result.label = config.label;
   result.requests_planned = config.requests;
   result.concurrency = config.concurrency;
   result.seed = config.seed;
+  result.mix = mix_text(config.mix);
 
   StatsReader before(config);
   const Reading start_reading = before.read(milliseconds(3000));

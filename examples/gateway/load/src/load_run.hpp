@@ -30,6 +30,9 @@ struct Mix {
 /// rest keep their defaults). Errors: nullopt on an unknown name or a bad number.
 std::optional<Mix> parse_mix(std::string_view text);
 
+/// The form parse_mix reads.
+std::string mix_text(const Mix& mix);
+
 struct RunConfig {
   Endpoint gateway;
   std::optional<Endpoint> upstream;

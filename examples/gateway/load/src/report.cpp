@@ -188,6 +188,11 @@ std::vector<Row> metric_rows() {
        [=](const RunResult& run) {
          return count(run.requests_sent) + " / " + count(run.requests_planned);
        }},
+      {"concurrency, seed, mix",
+       [](const RunResult& run) {
+         return std::to_string(run.concurrency) + ", " + std::to_string(run.seed) + ", " +
+                (run.mix.empty() ? std::string("n/a") : run.mix);
+       }},
       {"duration, throughput",
        [](const RunResult& run) {
          return printf_string("%.2f s, %.0f req/s", run.duration_s, run.requests_per_second);

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from html.parser import HTMLParser
 
 SKIP = 77
 CHART_IDS = ["chart-db-correct", "chart-db-broken", "chart-upstream-correct",
@@ -26,6 +27,44 @@ CHART_IDS = ["chart-db-correct", "chart-db-broken", "chart-upstream-correct",
 def fail(message):
     print("FAIL: " + message)
     sys.exit(1)
+
+
+class TagBalance(HTMLParser):
+    """Checks that every element the report opens is closed, in order."""
+    VOID = {"meta", "line", "polyline", "br", "img", "link", "input", "hr"}
+
+    def __init__(self):
+        super().__init__()
+        self.open_tags, self.problems = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open_tags.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        pass
+
+    def handle_endtag(self, tag):
+        if not self.open_tags or self.open_tags[-1] != tag:
+            self.problems.append("</%s> closes %s" % (tag, self.open_tags[-1:] or "nothing"))
+        else:
+            self.open_tags.pop()
+
+
+def check_well_formed(path):
+    checker = TagBalance()
+    with open(path, encoding="utf-8") as report:
+        text = report.read()
+    checker.feed(text)
+    checker.close()
+    if checker.problems or checker.open_tags:
+        fail("report.html is not well formed: %s; left open: %s" %
+             (checker.problems[:5], checker.open_tags))
+    for forbidden in ("<script", "http://", "https://", "<link", " src="):
+        # The SVG namespace is the one URL allowed: it is a name, never fetched.
+        if forbidden in text.replace('xmlns="http://www.w3.org/2000/svg"', ""):
+            fail("report.html is not self-contained: found %s" % forbidden)
+    print("ok: report.html is well formed and self-contained")
 
 
 def find_chromium():
@@ -106,10 +145,6 @@ def main():
         print(__doc__)
         return 2
     load_binary, work_dir = sys.argv[1], os.path.abspath(sys.argv[2])
-    chromium = find_chromium()
-    if chromium is None:
-        print("SKIP: chromium is not installed (apt-get install chromium)")
-        return SKIP
     shutil.rmtree(work_dir, ignore_errors=True)
     os.makedirs(work_dir)
     render = subprocess.run([load_binary, "render", "--synthetic", "--out", work_dir],
@@ -117,6 +152,11 @@ def main():
     if render.returncode != 0:
         fail("ctxpp-load render exited %d" % render.returncode)
     report = os.path.join(work_dir, "report.html")
+    check_well_formed(report)
+    chromium = find_chromium()
+    if chromium is None:
+        print("SKIP: chromium is not installed (apt-get install chromium)")
+        return SKIP
     url = "file://" + report
 
     with tempfile.TemporaryDirectory(prefix="ctxpp-load-chromium-") as profile:

@@ -119,6 +119,9 @@ TEST(Mix, ParsesWeightsAndRejectsUnknownNames) {
   EXPECT_FALSE(parse_mix("orders=-1"));
   EXPECT_FALSE(parse_mix("orders=x"));
   EXPECT_FALSE(parse_mix("orders=0,report=0,checkout=0,disconnect=0,deadline=0"));
+  const auto round_trip = parse_mix(mix_text(*mix));
+  ASSERT_TRUE(round_trip);
+  EXPECT_EQ(mix_text(*round_trip), "orders=50,report=10,checkout=5,disconnect=50,deadline=5");
 }
 
 TEST(HttpResponse, ParsesContentLengthChunkedAndClose) {
