@@ -176,6 +176,9 @@ class StatsReader {
     std::string error;
     if (auto body = http_get(gateway_, "/debug/stats", timeout, error)) {
       reading.gateway = parse_gateway_stats(*body);
+      if (!reading.gateway) gateway_error_ = "not the stats JSON: " + body->substr(0, 80);
+    } else {
+      gateway_error_ = error;
     }
     if (upstream_) {
       if (auto body = http_get(*upstream_, "/debug/stats", timeout, error)) {
@@ -185,8 +188,12 @@ class StatsReader {
     return reading;
   }
 
+  /// Why the last gateway read failed.
+  const std::string& gateway_error() const { return gateway_error_; }
+
  private:
   HttpConnection gateway_;
+  std::string gateway_error_;
   std::optional<HttpConnection> upstream_;
 };
 
@@ -275,7 +282,7 @@ std::optional<RunResult> run_load(const RunConfig& config, std::string& error) {
   StatsReader before(config);
   const Reading start_reading = before.read(milliseconds(3000));
   if (!start_reading.gateway) {
-    error = "gateway " + config.gateway.text() + ": GET /debug/stats failed";
+    error = "gateway " + config.gateway.text() + ": GET /debug/stats: " + before.gateway_error();
     return std::nullopt;
   }
   result.gateway_start = *start_reading.gateway;
