@@ -32,10 +32,11 @@ void apply_quick_defaults(DemoConfig& config);
 
 /// Returns the process exit code: 0 all goals pass, 1 a goal failed, 2 setup error.
 /// Blocking: the runs' time limits plus server start and stop (20 s and 5 s at most each).
-int run_demo(const DemoConfig& config);
+[[nodiscard]] int run_demo(const DemoConfig& config);
 
 /// Writes DIR/report.txt, DIR/report.html and DIR/report.json; prints the text to stdout.
 /// Errors: false and `error` when a file cannot be written.
-bool write_report(const Report& report, const std::string& out_dir, bool print, std::string& error);
+[[nodiscard]] bool write_report(const Report& report, const std::string& out_dir, bool print,
+                                std::string& error);
 
 }  // namespace ctxpp_load

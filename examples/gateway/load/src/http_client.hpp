@@ -24,7 +24,7 @@ struct Endpoint {
 };
 
 /// Parses "127.0.0.1:8080" or "http://127.0.0.1:8080[/]"; nullopt when malformed.
-std::optional<Endpoint> parse_endpoint(std::string_view text);
+[[nodiscard]] std::optional<Endpoint> parse_endpoint(std::string_view text);
 
 /// Nanoseconds on CLOCK_MONOTONIC, the clock the servers stamp their records with.
 std::int64_t monotonic_ns();
@@ -38,8 +38,8 @@ struct HttpResponse {
 /// Parses one complete response from `buffer`. Returns the response and how many bytes
 /// it used, or nullopt while more bytes are needed. `eof` says the peer has closed, which
 /// ends a body without a length. Errors: sets `error` (and returns nullopt) on bad syntax.
-std::optional<std::pair<HttpResponse, std::size_t>> parse_response(std::string_view buffer,
-                                                                   bool eof, std::string& error);
+[[nodiscard]] std::optional<std::pair<HttpResponse, std::size_t>> parse_response(
+    std::string_view buffer, bool eof, std::string& error);
 
 /// Serializes a request; `headers` are extra "Name: value" pairs.
 std::string build_request(std::string_view method, std::string_view target,
@@ -58,12 +58,14 @@ class HttpConnection {
   /// Sends `request` and reads the whole response. A request on a reused connection that
   /// fails before any response byte arrived is retried once on a fresh one (the server may
   /// have closed an idle connection). Blocking: until `deadline` at most.
-  std::optional<HttpResponse> exchange(const std::string& request, Clock::time_point deadline,
-                                       std::string& error);
+  [[nodiscard]] std::optional<HttpResponse> exchange(const std::string& request,
+                                                     Clock::time_point deadline,
+                                                     std::string& error);
 
   /// Opens a fresh connection and sends `request` without reading: the caller decides
   /// when to hang up. Blocking: until `deadline` at most.
-  bool open_and_send(const std::string& request, Clock::time_point deadline, std::string& error);
+  [[nodiscard]] bool open_and_send(const std::string& request, Clock::time_point deadline,
+                                   std::string& error);
 
   /// Waits up to `timeout` for the first response byte; true when one arrived.
   bool wait_readable(std::chrono::milliseconds timeout);
@@ -86,7 +88,9 @@ class HttpConnection {
 };
 
 /// GET `target` on a connection; the body when the status is 200, nullopt otherwise.
-std::optional<std::string> http_get(HttpConnection& connection, const std::string& target,
-                                    std::chrono::milliseconds timeout, std::string& error);
+[[nodiscard]] std::optional<std::string> http_get(HttpConnection& connection,
+                                                  const std::string& target,
+                                                  std::chrono::milliseconds timeout,
+                                                  std::string& error);
 
 }  // namespace ctxpp_load

@@ -17,7 +17,7 @@ namespace ctxpp_load {
 
 /// Percentile of `values` by the nearest-rank method (p in [0, 100]); 0 when empty.
 /// Cost: sorts a copy, O(n log n).
-double percentile(std::vector<double> values, double p);
+[[nodiscard]] double percentile(std::vector<double> values, double p);
 
 /// Count, p50, p99 and max of a set of values (milliseconds).
 struct Summary {
@@ -26,7 +26,7 @@ struct Summary {
   double p99 = 0;
   double max = 0;
 };
-Summary summarize(const std::vector<double>& values);
+[[nodiscard]] Summary summarize(const std::vector<double>& values);
 
 /// The gateway's GET /debug/stats.
 struct GatewayStats {
@@ -50,9 +50,10 @@ struct UpstreamRequest {
 
 /// Errors: nullopt when the text is not a JSON object; missing fields read as 0 so a
 /// server that adds fields or leaves one out still yields the rest.
-std::optional<GatewayStats> parse_gateway_stats(std::string_view text);
-std::optional<UpstreamStats> parse_upstream_stats(std::string_view text);
-std::optional<std::vector<UpstreamRequest>> parse_upstream_requests(std::string_view text);
+[[nodiscard]] std::optional<GatewayStats> parse_gateway_stats(std::string_view text);
+[[nodiscard]] std::optional<UpstreamStats> parse_upstream_stats(std::string_view text);
+[[nodiscard]] std::optional<std::vector<UpstreamRequest>> parse_upstream_requests(
+    std::string_view text);
 
 /// A client that hung up mid-request: its X-Request-Id and when it closed the socket.
 struct Disconnect {
@@ -63,8 +64,8 @@ struct Disconnect {
 /// For each disconnected request, how long the upstream kept working on it after the
 /// client was gone: max(0, last upstream end_ns - close_ns), in ms. A request the
 /// upstream never saw counts 0.
-std::vector<double> upstream_work_after_gone_ms(const std::vector<Disconnect>& disconnects,
-                                                const std::vector<UpstreamRequest>& requests);
+[[nodiscard]] std::vector<double> upstream_work_after_gone_ms(
+    const std::vector<Disconnect>& disconnects, const std::vector<UpstreamRequest>& requests);
 
 /// One sampler reading; -1 where the side was not polled or did not answer.
 struct Sample {
@@ -137,7 +138,7 @@ struct RunResult {
 
 nlohmann::json to_json(const RunResult& result);
 /// Errors: throws nlohmann::json::exception on a document of the wrong shape.
-RunResult run_result_from_json(const nlohmann::json& json);
+[[nodiscard]] RunResult run_result_from_json(const nlohmann::json& json);
 
 /// The RSS flatness check: one correct-mode gateway, RSS after a small and a large total.
 struct RssCheck {
@@ -158,10 +159,10 @@ struct Report {
 };
 
 nlohmann::json to_json(const Report& report);
-Report report_from_json(const nlohmann::json& json);
+[[nodiscard]] Report report_from_json(const nlohmann::json& json);
 
 /// Plausible made-up results (a correct run that passes, a broken run that does not), for
 /// the renderer's tests and for looking at the layout without servers.
-Report synthetic_report();
+[[nodiscard]] Report synthetic_report();
 
 }  // namespace ctxpp_load

@@ -28,7 +28,7 @@ struct Mix {
 
 /// Parses "orders=70,report=10,checkout=5,disconnect=10,deadline=5" (any subset; the
 /// rest keep their defaults). Errors: nullopt on an unknown name or a bad number.
-std::optional<Mix> parse_mix(std::string_view text);
+[[nodiscard]] std::optional<Mix> parse_mix(std::string_view text);
 
 /// The form parse_mix reads.
 std::string mix_text(const Mix& mix);
@@ -50,6 +50,6 @@ struct RunConfig {
 /// already sent, 3 s of drain, the one-second read and a 10 s fetch of the request log. Errors: a
 /// gateway that cannot be reached before the load is reported through `error` and an empty
 /// optional.
-std::optional<RunResult> run_load(const RunConfig& config, std::string& error);
+[[nodiscard]] std::optional<RunResult> run_load(const RunConfig& config, std::string& error);
 
 }  // namespace ctxpp_load

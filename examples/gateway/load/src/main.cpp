@@ -272,7 +272,7 @@ int render_mode(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "--help" || mode == "-h" || mode == "help") {
     std::cout << kUsage;
@@ -282,5 +282,9 @@ int main(int argc, char** argv) {
   if (mode == "demo") return demo_mode(argc, argv);
   if (mode == "render") return render_mode(argc, argv);
   std::cerr << kUsage;
+  return 2;
+} catch (const std::exception& failure) {
+  // Caught so the stack unwinds: every ServerProcess on it stops and reaps its server.
+  std::cerr << "ctxpp-load: " << failure.what() << "\n";
   return 2;
 }

@@ -31,10 +31,10 @@ struct Goal {
 };
 
 /// Cost: O(samples) at most; pure.
-std::vector<Goal> evaluate_goals(const Report& report);
+[[nodiscard]] std::vector<Goal> evaluate_goals(const Report& report);
 
 /// True when no judged goal of the correct run failed.
-bool all_goals_pass(const std::vector<Goal>& goals);
+[[nodiscard]] bool all_goals_pass(const std::vector<Goal>& goals);
 
 const char* verdict_text(Verdict verdict);
 

@@ -26,14 +26,15 @@ class ServerProcess {
 
   /// Starts `argv` (argv[0] is the path). Errors: false and `error` when fork/exec or the
   /// log file fails; an exec failure shows up as the child's exit 127.
-  bool start(const std::vector<std::string>& argv, const std::string& log_path, std::string& error);
+  [[nodiscard]] bool start(const std::vector<std::string>& argv, const std::string& log_path,
+                           std::string& error);
 
   /// Reads stdout until every prefix in `prefixes` began a line; returns what followed
   /// each (the address). Blocking: until `timeout` at most. Errors: nullopt and `error`
   /// when the child exits or the time runs out first.
-  std::optional<std::vector<std::string>> wait_for_lines(const std::vector<std::string>& prefixes,
-                                                         std::chrono::milliseconds timeout,
-                                                         std::string& error);
+  [[nodiscard]] std::optional<std::vector<std::string>> wait_for_lines(
+      const std::vector<std::string>& prefixes, std::chrono::milliseconds timeout,
+      std::string& error);
 
   /// SIGTERM, wait up to 5 s, then SIGKILL; reaps. Returns a description of how it ended
   /// ("exit 0", "signal 9 after SIGKILL", ...); empty when nothing was running.
