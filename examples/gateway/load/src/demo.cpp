@@ -156,6 +156,12 @@ bool rss_check(const DemoConfig& config, const std::filesystem::path& scratch, R
   if (!first) return false;
   rss.small_requests = first->requests_sent;
   rss.rss_small_bytes = first->rss_end_bytes;
+  for (const auto& sample : first->samples) {
+    rss.samples.push_back({.t_ms = sample.t_ms, .rss_bytes = sample.rss_bytes});
+  }
+  // The second part's clock starts at its own load; the gap between the two (drain, the
+  // one-second read) is short next to the parts, so one sampling step stands for it.
+  rss.small_end_t_ms = rss.samples.empty() ? 0 : rss.samples.back().t_ms + 25;
   progress("RSS check: " + std::to_string(rss.small_requests) + " requests done");
 
   RunConfig large = small;
@@ -168,6 +174,10 @@ bool rss_check(const DemoConfig& config, const std::filesystem::path& scratch, R
   auto second = run_load(large, error);
   if (!second) return false;
   rss.large_requests = rss.small_requests + second->requests_sent;
+  for (const auto& sample : second->samples) {
+    rss.samples.push_back(
+        {.t_ms = rss.small_end_t_ms + sample.t_ms, .rss_bytes = sample.rss_bytes});
+  }
   rss.rss_large_bytes = second->rss_end_bytes;
   rss.measured = true;
   rss.judged = !config.quick;

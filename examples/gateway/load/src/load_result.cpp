@@ -289,6 +289,10 @@ RunResult run_result_from_json(const nlohmann::json& json) {
 }
 
 nlohmann::json to_json(const Report& report) {
+  nlohmann::json rss_samples = nlohmann::json::array();
+  for (const auto& sample : report.rss.samples) {
+    rss_samples.push_back({sample.t_ms, sample.rss_bytes});
+  }
   nlohmann::json json = {
       {"quick", report.quick},
       {"transport", report.transport},
@@ -299,7 +303,9 @@ nlohmann::json to_json(const Report& report) {
         {"small_requests", report.rss.small_requests},
         {"large_requests", report.rss.large_requests},
         {"rss_small_bytes", report.rss.rss_small_bytes},
-        {"rss_large_bytes", report.rss.rss_large_bytes}}},
+        {"rss_large_bytes", report.rss.rss_large_bytes},
+        {"small_end_t_ms", report.rss.small_end_t_ms},
+        {"samples", rss_samples}}},
   };
   if (report.has_broken) json["broken"] = to_json(report.broken);
   return json;
@@ -321,6 +327,15 @@ Report report_from_json(const nlohmann::json& json) {
   report.rss.large_requests = rss.value("large_requests", std::uint64_t{0});
   report.rss.rss_small_bytes = rss.value("rss_small_bytes", std::int64_t{-1});
   report.rss.rss_large_bytes = rss.value("rss_large_bytes", std::int64_t{-1});
+  report.rss.small_end_t_ms = rss.value("small_end_t_ms", 0.0);
+  const auto rss_samples = rss.value("samples", nlohmann::json::array());
+  for (const auto& row : rss_samples) {
+    if (!row.is_array() || row.size() < 2) continue;
+    Sample sample;
+    sample.t_ms = row[0].get<double>();
+    sample.rss_bytes = row[1].get<std::int64_t>();
+    report.rss.samples.push_back(sample);
+  }
   return report;
 }
 
@@ -387,7 +402,16 @@ Report synthetic_report() {
   report.correct = synthetic_run("correct", false);
   report.broken = synthetic_run("broken", true);
   report.has_broken = true;
-  report.rss = {true, 10000, 100000, 30 << 20, 31 << 20, true};
+  report.rss = {true, 10000, 100000, 30 << 20, 31 << 20, true, {}, 0};
+  for (int step = 0; step <= 400; ++step) {
+    Sample sample;
+    sample.t_ms = step * 100.0;
+    // Grows while warming up, then a plateau: what a flat RSS looks like.
+    sample.rss_bytes =
+        static_cast<std::int64_t>((31.0 - 20.0 * std::exp(-step / 20.0)) * (1 << 20));
+    report.rss.samples.push_back(sample);
+  }
+  report.rss.small_end_t_ms = 4000;
   return report;
 }
 

@@ -146,6 +146,9 @@ struct RssCheck {
   std::uint64_t small_requests = 0, large_requests = 0;  // totals reached
   std::int64_t rss_small_bytes = -1, rss_large_bytes = -1;
   bool judged = true;  // false for --quick: too few requests to judge a plateau
+  /// The gateway's RSS through both parts, on one time line; only t_ms and rss_bytes set.
+  std::vector<Sample> samples;
+  double small_end_t_ms = 0;  // where the small part ended on that time line
 };
 
 /// Both runs, the RSS check, and how the demo was set up.

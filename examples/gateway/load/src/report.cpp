@@ -315,7 +315,7 @@ namespace {
 struct Series {
   std::string css_class;
   std::string legend;
-  std::function<std::int64_t(const Sample&)> value;
+  std::function<double(const Sample&)> value;  // negative: not read at that moment
 };
 
 /// 1, 2, 5 x 10^k at or above `value`, so tick labels are round numbers.
@@ -346,7 +346,8 @@ constexpr double kWidth = 560, kHeight = 280;
 constexpr double kLeft = 48, kRight = 12, kTop = 52, kBottom = 36;
 
 std::string svg_chart(const std::string& id, const std::string& title, const RunResult& run,
-                      const std::vector<Series>& series, Axis x_seconds, Axis y_axis) {
+                      const std::vector<Series>& series, Axis x_seconds, Axis y_axis,
+                      const std::string& marker = "last client left") {
   const double x_max_ms = x_seconds.max * 1000;
   const double y_max = y_axis.max;
   const double plot_width = kWidth - kLeft - kRight;
@@ -391,8 +392,8 @@ std::string svg_chart(const std::string& id, const std::string& title, const Run
     const double x = x_of(run.load_end_t_ms);
     svg << printf_string(
         "<line class=\"load-end\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-        "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\">last client left</text>\n",
-        x, kTop - 2, x, kTop + plot_height, x + 3, kTop - 4);
+        "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+        x, kTop - 2, x, kTop + plot_height, x + 3, kTop - 4, html_escape(marker).c_str());
   }
   // The legend is one row between the title and the plot, where no data can hide it.
   double legend_x = kLeft;
@@ -403,7 +404,7 @@ std::string svg_chart(const std::string& id, const std::string& title, const Run
       const auto value = one.value(sample);
       if (value < 0) continue;  // not read at that moment
       points += printf_string("%s%.1f,%.1f", points.empty() ? "" : " ", x_of(sample.t_ms),
-                              y_of(static_cast<double>(std::min<double>(value, y_max))));
+                              y_of(std::min(value, y_max)));
     }
     if (!points.empty()) {
       svg << "<polyline class=\"series " << one.css_class << "\" points=\"" << points << "\"/>\n";
@@ -439,6 +440,7 @@ th { background: #f0f3f6; }
 polyline.series { fill: none; stroke-width: 1.6; }
 .series.db { stroke: #0969da; } .series.pool { stroke: #bf8700; }
 .series.gateway-upstream { stroke: #1f883d; } .series.upstream { stroke: #cf222e; }
+.series.rss { stroke: #8250df; }
 line.series { stroke-width: 3; }
 )";
 
@@ -488,13 +490,15 @@ std::string render_html(const Report& report, const std::vector<Goal>& goals) {
   }
   const Axis x_seconds = axis_for(x_max_ms / 1000.0, 0.1);
   const std::vector<Series> db_series = {
-      {"db", "DB queries in flight", [](const Sample& s) { return s.db_inflight; }},
-      {"pool", "pool connections leased", [](const Sample& s) { return s.pool_leased; }}};
+      {"db", "DB queries in flight",
+       [](const Sample& s) { return static_cast<double>(s.db_inflight); }},
+      {"pool", "pool connections leased",
+       [](const Sample& s) { return static_cast<double>(s.pool_leased); }}};
   const std::vector<Series> upstream_series = {
       {"gateway-upstream", "upstream calls (gateway)",
-       [](const Sample& s) { return s.gateway_upstream_inflight; }},
+       [](const Sample& s) { return static_cast<double>(s.gateway_upstream_inflight); }},
       {"upstream", "requests in the upstream",
-       [](const Sample& s) { return s.upstream_inflight; }}};
+       [](const Sample& s) { return static_cast<double>(s.upstream_inflight); }}};
 
   html << "<h2>In-flight DB queries over time</h2>\n<div class=\"charts\">\n";
   // Ids name the role, not the label, so scripts find them whatever the runs were called.
@@ -511,6 +515,26 @@ std::string render_html(const Report& report, const std::vector<Goal>& goals) {
                       upstream_series, x_seconds, axis_for(upstream_max, 1));
   }
   html << "</div>\n";
+  if (!report.rss.samples.empty()) {
+    // The RSS check's own time line: the reader sees a plateau or a slope, not one ratio.
+    RunResult rss_run;
+    rss_run.label = "rss";
+    rss_run.samples = report.rss.samples;
+    rss_run.load_end_t_ms = report.rss.small_end_t_ms;
+    double rss_max_mib = 0;
+    for (const auto& sample : rss_run.samples) {
+      rss_max_mib = std::max(rss_max_mib, static_cast<double>(sample.rss_bytes) / (1 << 20));
+    }
+    const std::vector<Series> rss_series = {
+        {"rss", "gateway RSS (MiB)", [](const Sample& s) {
+           return s.rss_bytes < 0 ? -1.0 : static_cast<double>(s.rss_bytes) / (1 << 20);
+         }}};
+    html << "<h2>Gateway RSS during the RSS check</h2>\n<div class=\"charts\">\n"
+         << svg_chart("chart-rss", "gateway RSS, one correct-mode process", rss_run, rss_series,
+                      axis_for(rss_run.samples.back().t_ms / 1000.0, 0.1), axis_for(rss_max_mib, 1),
+                      "after " + std::to_string(report.rss.small_requests) + " requests")
+         << "</div>\n";
+  }
   html << "<h2>Summary</h2>\n<table id=\"summary\">\n<tr><th>measure</th>";
   for (const auto* run : runs) html << "<th>" << html_escape(run->label) << "</th>";
   html << "</tr>\n";

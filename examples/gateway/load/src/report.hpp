@@ -2,7 +2,8 @@
 // The HTML is one self-contained file (inline CSS, static inline SVG, no script, no
 // network) so it opens anywhere and a headless browser's DOM dump shows the charts.
 // Chart ids: chart-db-correct, chart-db-broken, chart-upstream-correct,
-// chart-upstream-broken; each holds one <polyline class="series ..."> per gauge.
+// chart-upstream-broken, and chart-rss when the RSS check ran; each holds one
+// <polyline class="series ..."> per gauge.
 #pragma once
 
 #include <string>

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 
 SKIP = 77
 CHART_IDS = ["chart-db-correct", "chart-db-broken", "chart-upstream-correct",
-             "chart-upstream-broken"]
+             "chart-upstream-broken", "chart-rss"]
 
 
 def fail(message):

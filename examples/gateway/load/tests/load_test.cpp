@@ -237,8 +237,9 @@ TEST(Html, IsOneWellFormedDocumentWithAllFourCharts) {
     for (auto at = html.find(needle); at != std::string::npos; at = html.find(needle, at + 1)) ++n;
     return n;
   };
-  EXPECT_EQ(count("<svg "), 4u);
-  EXPECT_EQ(count("</svg>"), 4u);
+  EXPECT_EQ(count("<svg "), 5u);  // and the RSS check's chart
+  EXPECT_EQ(count("</svg>"), 5u);
+  EXPECT_NE(html.find("id=\"chart-rss\""), std::string::npos);
   EXPECT_EQ(count("<table"), count("</table>"));
   EXPECT_EQ(count("<tr"), count("</tr>"));
   // Self-contained: nothing fetched from anywhere.
