@@ -16,7 +16,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   golang-go git ca-certificates
   python3 python3-jsonschema
-  nlohmann-json3-dev chromium
+  prometheus-cpp-dev nlohmann-json3-dev chromium
 )
 
 log() { printf '[install-deps] %s\n' "$*"; }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -158,40 +159,40 @@ int wait_for_termination() {
   return signal;
 }
 
-LatencySamples::LatencySamples(std::size_t capacity) : capacity_(capacity) {
-  if (capacity == 0) throw std::invalid_argument("LatencySamples: capacity 0");
-  samples_.reserve(std::min<std::size_t>(capacity, 4096));
-}
-
-void LatencySamples::add(double milliseconds) {
+void LatencyHistogram::add(double milliseconds) {
+  std::size_t index = 0;
+  if (milliseconds > kSmallest) {
+    const double position = std::log(milliseconds / kSmallest) / std::log(kGrowth);
+    index = std::min<std::size_t>(kBuckets, 1 + static_cast<std::size_t>(position));
+  }
   std::lock_guard lock(mutex_);
+  ++counts_[index];
   ++count_;
-  if (samples_.size() < capacity_) {
-    samples_.push_back(milliseconds);
-    return;
-  }
-  samples_[next_] = milliseconds;
-  next_ = (next_ + 1) % capacity_;
+  max_ = std::max(max_, milliseconds);
 }
 
-LatencySamples::Summary LatencySamples::summary() const {
-  std::vector<double> sorted;
-  Summary summary;
-  {
-    std::lock_guard lock(mutex_);
-    sorted = samples_;
-    summary.count = count_;
+double LatencyHistogram::quantile(double fraction) const {
+  // Nearest rank: the bucket holding the ceil(fraction * count)-th smallest sample,
+  // reported as its upper bound (never above the largest sample seen).
+  const auto rank = static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(count_)));
+  std::uint64_t seen = 0;
+  for (std::size_t index = 0; index <= kBuckets; ++index) {
+    seen += counts_[index];
+    if (seen >= std::max<std::uint64_t>(rank, 1)) {
+      return std::min(max_, kSmallest * std::pow(kGrowth, static_cast<double>(index)));
+    }
   }
-  if (sorted.empty()) return summary;
-  std::sort(sorted.begin(), sorted.end());
-  // Nearest rank: the smallest sample with at least p of the samples at or below it.
-  const auto rank = [&](double p) {
-    const auto index = static_cast<std::size_t>(p * static_cast<double>(sorted.size()) + 0.999999);
-    return sorted[std::clamp<std::size_t>(index, 1, sorted.size()) - 1];
-  };
-  summary.p50 = rank(0.50);
-  summary.p99 = rank(0.99);
-  summary.max = sorted.back();
+  return max_;
+}
+
+LatencyHistogram::Summary LatencyHistogram::summary() const {
+  std::lock_guard lock(mutex_);
+  Summary summary;
+  summary.count = count_;
+  if (count_ == 0) return summary;
+  summary.p50 = quantile(0.50);
+  summary.p99 = quantile(0.99);
+  summary.max = max_;
   return summary;
 }
 

@@ -45,6 +45,18 @@ const ctxpp::Key<std::string> user_key{"user"};
 // Counts one party in flight for the scope of a call.
 class InFlight {
  public:
+  // Ends a count that was started elsewhere (before a hand-off to another thread).
+  class Adopt {
+   public:
+    explicit Adopt(std::atomic<std::int64_t>& counter) noexcept : counter_(counter) {}
+    ~Adopt() { counter_.fetch_sub(1, std::memory_order_release); }
+    Adopt(const Adopt&) = delete;
+    Adopt& operator=(const Adopt&) = delete;
+
+   private:
+    std::atomic<std::int64_t>& counter_;
+  };
+
   explicit InFlight(std::atomic<std::int64_t>& counter) noexcept : counter_(counter) {
     counter_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -185,7 +197,10 @@ struct Gateway::State {
   std::atomic<std::int64_t> background_in_flight{0};
   std::atomic<std::uint64_t> checkouts_committed{0};
   std::atomic<std::uint64_t> next_request_id{1};
-  LatencySamples cancel_cleanup;
+  LatencyHistogram cancel_cleanup;
+  // Compensating calls of failed or abandoned checkouts; joined by stop(). Its tasks
+  // never fail, so none cancels another.
+  ctxpp::TaskGroup compensations{ctxpp::background(), tasks};
   std::unique_ptr<ctxpp::asio::HttpServer> server;
 };
 
@@ -303,6 +318,7 @@ void Gateway::stop(std::chrono::milliseconds drain_for) {
     release();
   }
   state_->server.reset();
+  (void)state_->compensations.wait();  // each within its own 2 s budget
   auto [closing, release] = ctxpp::with_timeout(ctxpp::background(), std::chrono::seconds(2));
   (void)state_->database.close(closing);
   release();
@@ -376,7 +392,10 @@ Response Gateway::State::serve_api(const ctxpp::Context& ctx, const Request& req
     cancel_cleanup.add(seconds * 1e3);
     cleanup_histogram.Observe(seconds);
   }
-  if (request_ctx.err() == ctxpp::errc::deadline_exceeded) {
+  // A 504 is a deadline even when the upstream, holding the budget we forwarded
+  // rounded down, gave up a moment before our own timer fired.
+  if (request_ctx.err() == ctxpp::errc::deadline_exceeded ||
+      response.result() == http::status::gateway_timeout) {
     requests_deadline.Increment();
   } else if (request_ctx.done()) {
     requests_canceled.Increment();  // the client left, or the server is stopping
@@ -604,17 +623,22 @@ Response Gateway::State::checkout(const ctxpp::Context& ctx, const Request& requ
     });
   }
   if (error) {
-    // Undo on a context the request's end does not stop, with a budget of its own.
-    (void)ctxpp::run_cleanup(ctx, std::chrono::seconds(2), [&](const ctxpp::Context& cleanup) {
-      ctxpp::ComponentScope component(cleanup, "checkout-undo");
-      std::error_code undo;
-      if (charge_attempted) undo = payments.refund(cleanup, payment_id, request_id);
-      if (reserve_attempted) {
-        const auto released = reply_error(
-            upstream.call(cleanup, http::verb::post, "/inventory/release", "{}", request_id));
-        if (!undo) undo = released;
+    // Undo what was done, after the handler has let go: the client is gone or gets its
+    // error now, and the compensating calls run as the gateway's own tasks, on a
+    // context the request's end does not stop, with a budget of their own.
+    auto [cleanup, release] = ctxpp::cleanup_context(ctx, std::chrono::seconds(2));
+    requests_in_flight.fetch_add(1, std::memory_order_relaxed);
+    compensations.spawn([this, cleanup = cleanup, release = std::move(release), request_id,
+                         payment_id, charge_attempted, reserve_attempted]() mutable {
+      {
+        const InFlight::Adopt in_flight(requests_in_flight);
+        ctxpp::ComponentScope component(cleanup, "checkout-undo");
+        if (charge_attempted) (void)payments.refund(cleanup, payment_id, request_id);
+        if (reserve_attempted) {
+          (void)upstream.call(cleanup, http::verb::post, "/inventory/release", "{}", request_id);
+        }
       }
-      return undo;
+      release();
     });
     return failure(request, ctx, error);
   }
@@ -640,7 +664,7 @@ Response Gateway::State::metrics_page(const Request& request) {
 Response Gateway::State::stats_page(const Request& request) const {
   const State& s = *this;
   const ctxpp::PoolStats pool = s.database.stats();
-  const LatencySamples::Summary cleanup = s.cancel_cleanup.summary();
+  const LatencyHistogram::Summary cleanup = s.cancel_cleanup.summary();
   const auto number = [](double value) {
     char text[32];
     std::snprintf(text, sizeof text, "%.3f", value);

@@ -47,7 +47,7 @@ struct GatewayOptions {
   bool broken_propagation = false;
   std::size_t handler_threads = 128;
   std::size_t task_threads = 256;  ///< the TaskGroups' executor
-  std::size_t db_connections = 8;
+  std::size_t db_connections = 16;
   std::size_t upstream_connections = 128;
   std::chrono::milliseconds max_request_timeout{30'000};
   std::chrono::milliseconds default_request_timeout{10'000};
@@ -65,7 +65,7 @@ struct GatewayStats {
   std::size_t pool_leased = 0;
   std::uint64_t lingering_leases = 0;
   std::uint64_t checkouts_committed = 0;
-  LatencySamples::Summary cancel_cleanup_ms;
+  LatencyHistogram::Summary cancel_cleanup_ms;
   std::uint64_t rss_bytes = 0;
 };
 

@@ -4,7 +4,10 @@
 //                 [--read-timeout-ms N] [--max-timeout-ms N] [--db-connections N]
 // Prints "ctxpp-gateway listening on HOST:PORT" once ready; SIGTERM or SIGINT drains
 // requests for up to two seconds, cancels the rest and exits 0.
+#include <malloc.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -30,7 +33,7 @@ constexpr const char* kUsage =
     "  --broken-propagation  re-root every request on background() (the field's bug)\n"
     "  --read-timeout-ms     time to receive a whole request (default 10000)\n"
     "  --max-timeout-ms      cap on a request's X-Request-Timeout-Ms (default 30000)\n"
-    "  --db-connections      SQLite pool size (default 8)\n";
+    "  --db-connections      SQLite pool size (default 16)\n";
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "ctxpp-gateway: %s\n%s", message.c_str(), kUsage);
@@ -40,6 +43,12 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives threads up to 8 malloc arenas per core, each keeping its own high-water
+  // mark: a server whose requests hop between a hundred pool threads then creeps up in
+  // resident memory for a long while without leaking anything. Two arenas keep the
+  // footprint flat at no measurable cost here (MALLOC_ARENA_MAX in the environment
+  // still wins, as glibc reads it first).
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   gateway::block_termination_signals();
   gateway::GatewayOptions options;
   std::string listen;

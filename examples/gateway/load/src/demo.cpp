@@ -251,6 +251,7 @@ int run_demo(const DemoConfig& config) {
 
   Report report;
   report.quick = config.quick;
+  report.time_goal_scale = config.time_goal_scale;
   report.transport = config.grpc ? "grpc" : "http";
   std::string error;
   if (!measured_run(config, "correct", false, scratch, report.correct, error)) {

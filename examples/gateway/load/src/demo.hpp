@@ -24,6 +24,9 @@ struct DemoConfig {
   bool skip_rss = false;
   bool grpc = false;
   bool quick = false;
+  /// Multiplies the time goals (drain, cancel-to-cleanup p99): for builds that are slow
+  /// on purpose (sanitizers, debug), never for the figures a report is judged by.
+  double time_goal_scale = 1;
   Mix mix;
 };
 

@@ -295,6 +295,7 @@ nlohmann::json to_json(const Report& report) {
   }
   nlohmann::json json = {
       {"quick", report.quick},
+      {"time_goal_scale", report.time_goal_scale},
       {"transport", report.transport},
       {"correct", to_json(report.correct)},
       {"rss_check",
@@ -314,6 +315,7 @@ nlohmann::json to_json(const Report& report) {
 Report report_from_json(const nlohmann::json& json) {
   Report report;
   report.quick = json.value("quick", false);
+  report.time_goal_scale = json.value("time_goal_scale", 1.0);
   report.transport = json.value("transport", std::string("http"));
   report.correct = run_result_from_json(json.at("correct"));
   if (json.contains("broken")) {

@@ -158,6 +158,7 @@ struct Report {
   bool has_broken = false;
   RssCheck rss;
   bool quick = false;
+  double time_goal_scale = 1;      // the time goals' limits are multiplied by this
   std::string transport = "http";  // "http" or "grpc": how the gateway reached the upstream
 };
 

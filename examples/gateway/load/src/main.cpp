@@ -57,6 +57,8 @@ and write DIR/report.txt, DIR/report.json, DIR/report.html (server logs in DIR/l
   --no-rss                  skip the RSS check (its goal then reads n/a)
   --mix LIST                as for run
   --grpc                    the gateway reaches the upstream over gRPC (--grpc-upstream)
+  --time-goal-scale F       multiply the time goals (100 ms drain, 5 ms p99) by F, 1..100,
+                            for sanitizer and debug builds (default 1)
   --quick                   small sizes for tests (about 10 s); the RSS goal is shown but
                             not judged, too few requests for a plateau
   goals, judged on the correct run: zero lingering leases; upstream calls and DB queries
@@ -206,7 +208,8 @@ int demo_mode(int argc, char** argv) {
   std::string error;
   if (!parse_arguments(argc, argv, 2,
                        {"gateway-bin", "upstream-bin", "out", "requests", "concurrency", "seed",
-                        "duration-limit-s", "rss-requests-small", "rss-requests-large", "mix"},
+                        "duration-limit-s", "rss-requests-small", "rss-requests-large", "mix",
+                        "time-goal-scale"},
                        {"grpc", "quick", "no-rss"}, arguments, error)) {
     return setup_error(error);
   }
@@ -230,6 +233,15 @@ int demo_mode(int argc, char** argv) {
       !read_seconds(arguments, "duration-limit-s", config.duration_limit_s, error) ||
       !read_mix(arguments, config.mix, error)) {
     return setup_error(error);
+  }
+  if (arguments.values.contains("time-goal-scale")) {
+    const std::string& text = arguments.values["time-goal-scale"];
+    char* end = nullptr;
+    config.time_goal_scale = std::strtod(text.c_str(), &end);
+    if (end == text.c_str() || *end != '\0' || !(config.time_goal_scale >= 1) ||
+        config.time_goal_scale > 100) {
+      return setup_error("--time-goal-scale: a number in 1..100, got '" + text + "'");
+    }
   }
   if (config.concurrency == 0 || config.concurrency > 1024) {
     return setup_error("--concurrency: 1..1024");

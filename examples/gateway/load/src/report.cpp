@@ -47,9 +47,9 @@ void judge_leases(const RunResult& run, Verdict& verdict, std::string& value) {
   verdict = verdict_of(lingering == 0 && leased <= 0);
 }
 
-void judge_drain(const RunResult& run, Verdict& verdict, std::string& value) {
+void judge_drain(const RunResult& run, double scale, Verdict& verdict, std::string& value) {
   const auto& drained = run.drained_after_ms;
-  auto within = [](double ms) { return ms >= 0 && ms <= kDrainLimitMs; };
+  auto within = [scale](double ms) { return ms >= 0 && ms <= kDrainLimitMs * scale; };
   bool passed = within(drained.gateway_upstream_inflight_ms) && within(drained.db_inflight_ms);
   value = "gateway upstream calls " + ms_text(drained.gateway_upstream_inflight_ms) +
           ", DB queries " + ms_text(drained.db_inflight_ms);
@@ -62,7 +62,7 @@ void judge_drain(const RunResult& run, Verdict& verdict, std::string& value) {
   verdict = verdict_of(passed);
 }
 
-void judge_cleanup(const RunResult& run, Verdict& verdict, std::string& value) {
+void judge_cleanup(const RunResult& run, double scale, Verdict& verdict, std::string& value) {
   const auto& cleanup = run.gateway_end.cancel_cleanup_ms;
   if (cleanup.count == 0) {
     value = "no cancellation measured";
@@ -71,7 +71,7 @@ void judge_cleanup(const RunResult& run, Verdict& verdict, std::string& value) {
   }
   value = printf_string("p99 %.2f ms (p50 %.2f, max %.2f, %llu cancellations)", cleanup.p99,
                         cleanup.p50, cleanup.max, static_cast<unsigned long long>(cleanup.count));
-  verdict = verdict_of(cleanup.p99 <= kCleanupP99LimitMs);
+  verdict = verdict_of(cleanup.p99 <= kCleanupP99LimitMs * scale);
 }
 
 }  // namespace
@@ -105,8 +105,17 @@ std::vector<Goal> evaluate_goals(const Report& report) {
     goals.push_back(std::move(goal));
   };
   add("lingering-leases", "zero lingering leases", "0 lingering, 0 leased 1 s after", judge_leases);
+  // Time limits, scaled for instrumented builds (the scale is printed with them).
+  const double scale = report.time_goal_scale;
+  const std::string scaled = scale == 1 ? "" : printf_string(" (x%g for this build)", scale);
+  const auto scaled_judge = [scale](auto judge) {
+    return [scale, judge](const RunResult& run, Verdict& verdict, std::string& value) {
+      judge(run, scale, verdict, value);
+    };
+  };
   add("drain", "in-flight upstream calls and DB queries drained after the last client left",
-      printf_string("<= %.0f ms, both sides", kDrainLimitMs), judge_drain);
+      printf_string("<= %.0f ms, both sides", kDrainLimitMs * scale) + scaled,
+      scaled_judge(judge_drain));
 
   Goal rss;
   rss.id = "rss-flat";
@@ -132,8 +141,9 @@ std::vector<Goal> evaluate_goals(const Report& report) {
   rss.broken_value = "not measured (correct mode only)";
   goals.push_back(std::move(rss));
 
-  add("cleanup-p99", "cancel to cleanup p99", printf_string("<= %.0f ms", kCleanupP99LimitMs),
-      judge_cleanup);
+  add("cleanup-p99", "cancel to cleanup p99",
+      printf_string("<= %.0f ms", kCleanupP99LimitMs * scale) + scaled,
+      scaled_judge(judge_cleanup));
   return goals;
 }
 
