@@ -48,7 +48,7 @@ ctxpp::asio::Response make_response(const ctxpp::asio::Request& request,
 ctxpp::asio::Response error_response(const ctxpp::asio::Request& request,
                                      ::boost::beast::http::status status, std::string_view message);
 
-/// The string as a JSON string literal, quotes included.
+/// The string as a JSON string literal, quotes included; invalid UTF-8 becomes U+FFFD.
 std::string json_quote(std::string_view text);
 
 /// Resident set size of this process in bytes (/proc/self/statm), 0 if unreadable.

@@ -46,12 +46,12 @@ class Payment : public ::testing::Test {
 };
 
 TEST_F(Payment, ChargeCompletesAndRefundsOnce) {
-  auto made = ctxpp::with_timeout(ctxpp::background(), 30s);
-  ctxpp::Result<std::string> id = ctxpp::gateway::charge(made.ctx, *stub_, "o-1", 1200, 1, "r-1");
+  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 30s);
+  ctxpp::Result<std::string> id = ctxpp::gateway::charge(ctx, *stub_, "o-1", 1200, 1, "r-1");
   ASSERT_TRUE(id) << describe(id.error());
   EXPECT_EQ(id->rfind("pay-", 0), 0U);
-  EXPECT_TRUE(ctxpp::gateway::refund(made.ctx, *stub_, *id, "r-2"));
-  const ctxpp::Result<void> again = ctxpp::gateway::refund(made.ctx, *stub_, *id, "r-3");
+  EXPECT_TRUE(ctxpp::gateway::refund(ctx, *stub_, *id, "r-2"));
+  const ctxpp::Result<void> again = ctxpp::gateway::refund(ctx, *stub_, *id, "r-3");
   EXPECT_EQ(again.error(), ctxpp::grpc::errc::not_found) << describe(again.error());
   EXPECT_TRUE(ctxpp_test::eventually([&] { return service_.in_flight() == 0; }));
   EXPECT_EQ(service_.completed(), 2);
@@ -66,6 +66,7 @@ TEST_F(Payment, ChargeCompletesAndRefundsOnce) {
   const std::string json = service_.stats_json();
   EXPECT_NE(json.find("\"request_id\":\"r-3\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"completed\":2"), std::string::npos) << json;
+  cancel();  // releases the timer now rather than at the deadline
 }
 
 TEST_F(Payment, InvalidChargeFails) {
@@ -92,8 +93,8 @@ TEST_F(Payment, ClientCancelStopsChargeAtOnce) {
 }
 
 TEST_F(Payment, DeadlineStopsChargeOnBothSides) {
-  auto made = ctxpp::with_timeout(ctxpp::background(), 100ms);
-  const auto id = ctxpp::gateway::charge(made.ctx, *stub_, "o-3", 500, 600'000, "r-late");
+  auto [ctx, cancel] = ctxpp::with_timeout(ctxpp::background(), 100ms);
+  const auto id = ctxpp::gateway::charge(ctx, *stub_, "o-3", 500, 600'000, "r-late");
   EXPECT_EQ(id.error(), ctxpp::errc::deadline_exceeded) << describe(id.error());
   ASSERT_TRUE(ctxpp_test::eventually([&] { return service_.canceled() == 1; }));
   const auto calls = service_.recent_calls();
@@ -101,6 +102,7 @@ TEST_F(Payment, DeadlineStopsChargeOnBothSides) {
   // The server's copy of the deadline or gRPC's cancel, whichever came first.
   EXPECT_TRUE(calls[0].outcome == "deadline_exceeded" || calls[0].outcome == "canceled")
       << calls[0].outcome;
+  cancel();  // releases the timer now rather than at the deadline
 }
 
 }  // namespace

@@ -22,10 +22,12 @@
 namespace ctxpp::grpc {
 
 /// {} for OK. CANCELLED or DEADLINE_EXCEEDED while ctx is done (or, for
-/// DEADLINE_EXCEEDED, while ctx's own deadline has passed): ctx.err(). Anything else:
-/// the status code in grpc_category() (the status message is not kept).
-/// gRPC may report a deadline a few microseconds before ctx's timer ends ctx; then this
-/// waits for ctx to end, so that the answer does not depend on that race.
+/// DEADLINE_EXCEEDED, when ctx's own deadline is at most 50 ms away): ctx.err().
+/// Anything else: the status code in grpc_category() (the status message is not kept).
+/// gRPC carries ctx's deadline through other clocks and a rounded grpc-timeout, so it
+/// may report it before ctx's timer ends ctx (by microseconds normally, by tens of
+/// milliseconds on a loaded instrumented build); then this waits for ctx to end, so
+/// that the answer does not depend on that race.
 /// Thread safety: any thread. Blocking: only in that case, until ctx's timer fires (at
 /// most one second past its deadline). Cost: two loads when ctx is not involved.
 std::error_code to_error_code(const Context& ctx, const ::grpc::Status& status) noexcept;
