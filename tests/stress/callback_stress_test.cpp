@@ -40,8 +40,8 @@ using ctxpp::Context;
 using ctxpp::ScopedCallback;
 using ctxpp::with_cancel;
 
-// Per test: stop early at kStressWallTime (5 s, or CTXPP_STRESS_SECONDS) and report how far we got; abort at the
-// watchdog limit (a hang, not slowness).
+// Per test: stop early at kStressWallTime (5 s, or CTXPP_STRESS_SECONDS) and report how far we got;
+// abort at the watchdog limit (a hang, not slowness).
 constexpr auto kWatchdogLimit = 90s;
 
 inline void cpu_relax() noexcept {

@@ -48,8 +48,8 @@ using ctxpp_test::scaled;
 using ctxpp_test::TimeBudget;
 using ctxpp_test::Watchdog;
 
-// Per test: stop early at kStressWallTime (5 s, or CTXPP_STRESS_SECONDS) and report how far we got; abort at the
-// watchdog limit (a hang, not slowness).
+// Per test: stop early at kStressWallTime (5 s, or CTXPP_STRESS_SECONDS) and report how far we got;
+// abort at the watchdog limit (a hang, not slowness).
 constexpr auto kWatchdogLimit = 90s;
 // Rounds are cut 10x under TSan (scaled) and 4x under ASan.
 constexpr int kAsanCut = 4;

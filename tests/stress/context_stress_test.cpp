@@ -59,7 +59,8 @@ using ctxpp::detail::pending_timers;
 
 using Cancellable = ctxpp::WithCancel<Context, CancelFunc>;
 
-// Budget cuts iterations 10x under TSan and caps wall time at kStressWallTime (5 s, or CTXPP_STRESS_SECONDS).
+// Budget cuts iterations 10x under TSan and caps wall time at kStressWallTime (5 s, or
+// CTXPP_STRESS_SECONDS).
 
 // A wait that could hang: generous, then fail with a dump.
 constexpr clock::duration kBound = 10s;
