@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     if (!grpc_listen.empty()) {
       const auto grpc_address = gateway::parse_host_port(grpc_listen);
       if (!grpc_address) return usage_error("--grpc-listen: expected HOST:PORT");
-      payments = std::make_unique<gateway::PaymentUpstream>(ledger, *grpc_address);
+      payments = std::make_unique<gateway::PaymentUpstream>(*grpc_address);
       service.grpc_payments_open = [&payments] { return payments->payments_open(); };
       service.grpc_in_flight = [&payments] { return payments->in_flight(); };
       service.grpc_records = [&payments] { return payments->records(); };

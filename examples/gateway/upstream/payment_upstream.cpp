@@ -13,7 +13,7 @@ namespace {
 constexpr std::size_t kHistory = 200'000;
 }  // namespace
 
-PaymentUpstream::PaymentUpstream(UpstreamLedger& /*ledger*/, const HostPort& listen)
+PaymentUpstream::PaymentUpstream(const HostPort& listen)
     : lifetime_(ctxpp::with_cancel(ctxpp::background())),
       service_(
           std::make_unique<ctxpp::gateway::PaymentService>(lifetime_.ctx, executor_, kHistory)) {

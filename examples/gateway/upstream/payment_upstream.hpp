@@ -1,6 +1,6 @@
 // examples/gateway/upstream/payment_upstream.hpp — the upstream's gRPC side: the
-// Payment service on its own port, reporting into the same ledger as the HTTP side, so
-// /debug/stats and /debug/requests cover both protocols.
+// Payment service on its own port. The HTTP side reports its counts and calls with its
+// own, so /debug/stats and /debug/requests cover both protocols.
 #pragma once
 
 #include <grpcpp/server.h>
@@ -21,7 +21,7 @@ namespace gateway {
 /// server down. Errors: the constructor throws std::runtime_error if it cannot listen.
 class PaymentUpstream {
  public:
-  PaymentUpstream(UpstreamLedger& ledger, const HostPort& listen);
+  explicit PaymentUpstream(const HostPort& listen);
   ~PaymentUpstream();
   PaymentUpstream(const PaymentUpstream&) = delete;
   PaymentUpstream& operator=(const PaymentUpstream&) = delete;
